@@ -1,0 +1,341 @@
+"""Recurrent sweeps over 2D feature maps: rows, columns, and both."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+CELL_NAMES = ("lstm", "gru", "simple_rnn")
+MERGE_MODES = ("concat", "sum", "mul", "ave")
+ORDERS = ("rows_then_columns", "columns_then_rows", "parallel")
+PARALLEL_MERGES = ("concat", "sum")
+_USE_CUDNN = ("auto", True, False)
+_SWEEP_ARGS = (
+    "units", "cell", "bidirectional", "merge_mode", "dropout",
+    "recurrent_dropout", "use_cudnn", "unroll",
+)
+
+
+def _check_units(units: Any) -> int:
+    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+        raise ValueError(f"`units` must be a positive integer, got units={units!r}.")
+    return units
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> Any:
+    if value not in choices:
+        raise ValueError(
+            f"Unknown {name}={value!r}. Expected one of: "
+            + ", ".join(repr(c) for c in choices)
+            + "."
+        )
+    return value
+
+
+def _check_rate(name: str, value: Any) -> float:
+    if not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"`{name}` must be a float in [0, 1), got {name}={value!r}.")
+    return float(value)
+
+
+def _resolve_cell(cell: Any) -> Any:
+    """Checks `cell`: a known name, or a Keras RNN cell instance."""
+    if isinstance(cell, str):
+        return _check_choice("cell", cell.lower(), CELL_NAMES)
+    if isinstance(cell, keras.layers.Layer) and hasattr(cell, "state_size"):
+        return cell
+    if isinstance(cell, dict):  # A serialized cell, from `get_config`.
+        return keras.saving.deserialize_keras_object(cell)
+    raise ValueError(
+        f"Unknown cell={cell!r}. Expected one of {', '.join(map(repr, CELL_NAMES))} "
+        "or a Keras RNN cell instance (a layer with `state_size`, e.g. "
+        "`keras.layers.LSTMCell(16)`)."
+    )
+
+
+def _copy_cell(cell: keras.layers.Layer) -> keras.layers.Layer:
+    """A fresh, unbuilt cell with the same configuration."""
+    return keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(cell)
+    )
+
+
+def _check_rank4(input_shape: tuple, layer_name: str) -> None:
+    if len(input_shape) != 4:
+        raise ValueError(
+            f"{layer_name} expects a rank-4 input (batch, height, width, channels), "
+            f"got shape {tuple(input_shape)} (rank {len(input_shape)}). "
+            "Add a channels axis for grayscale maps, e.g. `x[..., None]`."
+        )
+    if input_shape[-1] is None:
+        raise ValueError(
+            f"{layer_name} needs a known number of channels, got shape "
+            f"{tuple(input_shape)}. Declare it, e.g. `keras.Input((None, None, 64))`."
+        )
+
+
+@keras.saving.register_keras_serializable(package="crnn_keras")
+class RowSweep(keras.layers.Layer):
+    """Sweeps a recurrent network along every row of a feature map.
+
+    Each row of a `(batch, height, width, channels)` map is a sequence along
+    the width axis. All rows are batched into one RNN call (the map is reshaped
+    to `(batch * height, width, channels)`), swept in both directions when
+    `bidirectional=True`, and reshaped back. Every output position then sees
+    its whole row.
+
+    For the named cells this uses `keras.layers.LSTM`, `GRU` or `SimpleRNN`
+    (subclasses of `keras.layers.RNN`), so GPUs get the cuDNN kernel. With
+    `cell="lstm"`, `bidirectional=True` and `merge_mode="concat"`, the weights
+    are exactly those of
+    `keras.layers.Bidirectional(keras.layers.LSTM(units))`, in Keras order.
+
+    Args:
+        units: positive int, hidden size of each direction.
+        cell: `"lstm"`, `"gru"`, `"simple_rnn"`, or any Keras RNN cell
+            instance (wrapped with `keras.layers.RNN`).
+        bidirectional: whether to sweep both ways along the row.
+        merge_mode: how the two directions combine: `"concat"`, `"sum"`,
+            `"mul"` or `"ave"`. Ignored when `bidirectional=False`.
+        dropout: input dropout rate of the named cells.
+        recurrent_dropout: recurrent dropout rate of the named cells.
+        use_cudnn: `"auto"`, `True` or `False`, passed to LSTM and GRU.
+        unroll: whether to unroll the recurrence (fast for short rows).
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Input shape: `(batch, height, width, channels)`; height and width may be
+        unknown. Output shape: `(batch, height, width, D)` where `D` is
+        `2 * units` for a bidirectional concat and `units` otherwise.
+
+    Example:
+
+    >>> x = keras.random.normal((2, 5, 7, 3))
+    >>> RowSweep(4)(x).shape
+    (2, 5, 7, 8)
+    """
+
+    _transpose = False
+
+    def __init__(
+        self,
+        units: int,
+        cell: Any = "lstm",
+        bidirectional: bool = True,
+        merge_mode: str = "concat",
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        use_cudnn: Any = "auto",
+        unroll: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = _check_units(units)
+        self.cell = _resolve_cell(cell)
+        self.bidirectional = bool(bidirectional)
+        self.merge_mode = _check_choice("merge_mode", merge_mode, MERGE_MODES)
+        self.dropout = _check_rate("dropout", dropout)
+        self.recurrent_dropout = _check_rate("recurrent_dropout", recurrent_dropout)
+        self.use_cudnn = _check_choice("use_cudnn", use_cudnn, _USE_CUDNN)
+        self.unroll = bool(unroll)
+        if not isinstance(self.cell, str) and (self.dropout or self.recurrent_dropout):
+            raise ValueError(
+                "`dropout` and `recurrent_dropout` apply to the named cells only; "
+                "with a cell instance set them on the cell, e.g. "
+                "`keras.layers.LSTMCell(units, dropout=0.1)`."
+            )
+        if not isinstance(self.cell, str):
+            size = getattr(self.cell, "output_size", None) or self.cell.state_size
+            size = size[0] if isinstance(size, (list, tuple)) else size
+            if size != self.units:
+                raise ValueError(
+                    f"The cell instance outputs {size} features but units={self.units}. "
+                    "Pass the cell's own size as `units`."
+                )
+        self.rnn = self._make_rnn()
+
+    def _make_rnn(self) -> keras.layers.Layer:
+        common = dict(return_sequences=True, unroll=self.unroll, dtype=self.dtype_policy)
+        named = dict(dropout=self.dropout, recurrent_dropout=self.recurrent_dropout)
+        if self.cell == "lstm":
+            rnn = keras.layers.LSTM(self.units, use_cudnn=self.use_cudnn, **named, **common)
+        elif self.cell == "gru":
+            rnn = keras.layers.GRU(self.units, use_cudnn=self.use_cudnn, **named, **common)
+        elif self.cell == "simple_rnn":
+            rnn = keras.layers.SimpleRNN(self.units, **named, **common)
+        else:
+            rnn = keras.layers.RNN(_copy_cell(self.cell), **common)
+        if self.bidirectional:
+            rnn = keras.layers.Bidirectional(
+                rnn, merge_mode=self.merge_mode, dtype=self.dtype_policy
+            )
+        return rnn
+
+    @property
+    def output_channels(self) -> int:
+        if self.bidirectional and self.merge_mode == "concat":
+            return 2 * self.units
+        return self.units
+
+    def build(self, input_shape):
+        _check_rank4(input_shape, type(self).__name__)
+        seq_len = input_shape[1] if self._transpose else input_shape[2]
+        self.rnn.build((None, seq_len, input_shape[-1]))
+        self.built = True
+
+    def call(self, inputs, training=None):
+        x = ops.transpose(inputs, (0, 2, 1, 3)) if self._transpose else inputs
+        shape = ops.shape(x)
+        seqs = ops.reshape(x, (-1, shape[2], x.shape[-1]))
+        y = self.rnn(seqs, training=training)
+        y = ops.reshape(y, (shape[0], shape[1], shape[2], self.output_channels))
+        return ops.transpose(y, (0, 2, 1, 3)) if self._transpose else y
+
+    def compute_output_shape(self, input_shape):
+        _check_rank4(input_shape, type(self).__name__)
+        return tuple(input_shape[:3]) + (self.output_channels,)
+
+    def get_config(self):
+        config = super().get_config()
+        cell = self.cell
+        if not isinstance(cell, str):
+            cell = keras.saving.serialize_keras_object(cell)
+        config.update(
+            units=self.units,
+            cell=cell,
+            bidirectional=self.bidirectional,
+            merge_mode=self.merge_mode,
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            use_cudnn=self.use_cudnn,
+            unroll=self.unroll,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="crnn_keras")
+class ColumnSweep(RowSweep):
+    """Sweeps a recurrent network along every column of a feature map.
+
+    The same as `RowSweep` with the roles of height and width swapped: each
+    column is a sequence along the height axis, and a column sweep of a map
+    equals the transposed row sweep of the transposed map. All arguments are
+    those of `RowSweep`.
+
+    Example:
+
+    >>> x = keras.random.normal((2, 5, 7, 3))
+    >>> ColumnSweep(4, cell="gru", merge_mode="sum")(x).shape
+    (2, 5, 7, 4)
+    """
+
+    _transpose = True
+
+
+@keras.saving.register_keras_serializable(package="crnn_keras")
+class SpatialSweep2D(keras.layers.Layer):
+    """A row sweep and a column sweep over a feature map, composed.
+
+    With `order="rows_then_columns"` (ReNet-style) the column sweep reads the
+    row sweep's output, so every output position depends on the whole map.
+    `"columns_then_rows"` is the transpose. With `"parallel"` both sweeps read
+    the same input and their outputs are merged by `parallel_merge`
+    (`"concat"` or `"sum"`).
+
+    Args:
+        units: positive int, hidden size of each direction of each sweep.
+        order: `"rows_then_columns"`, `"columns_then_rows"` or `"parallel"`.
+        parallel_merge: `"concat"` or `"sum"`, for `order="parallel"`.
+        cell, bidirectional, merge_mode, dropout, recurrent_dropout,
+        use_cudnn, unroll: as in `RowSweep`, shared by both sweeps.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Input shape: `(batch, height, width, channels)`. Output shape:
+        `(batch, height, width, D)` with `D` the sweep's output channels,
+        doubled for a parallel concat.
+
+    Example:
+
+    >>> x = keras.random.normal((2, 6, 6, 3))
+    >>> SpatialSweep2D(8)(x).shape
+    (2, 6, 6, 16)
+    >>> SpatialSweep2D(8, order="parallel", parallel_merge="concat")(x).shape
+    (2, 6, 6, 32)
+    """
+
+    def __init__(
+        self,
+        units: int,
+        cell: Any = "lstm",
+        bidirectional: bool = True,
+        merge_mode: str = "concat",
+        order: str = "rows_then_columns",
+        parallel_merge: str = "concat",
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        use_cudnn: Any = "auto",
+        unroll: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.order = _check_choice("order", order, ORDERS)
+        self.parallel_merge = _check_choice("parallel_merge", parallel_merge, PARALLEL_MERGES)
+        sweep_args = dict(
+            units=units,
+            cell=cell,
+            bidirectional=bidirectional,
+            merge_mode=merge_mode,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            use_cudnn=use_cudnn,
+            unroll=unroll,
+            dtype=self.dtype_policy,
+        )
+        self.row_sweep = RowSweep(name="row_sweep", **sweep_args)
+        self.column_sweep = ColumnSweep(name="column_sweep", **sweep_args)
+
+    @property
+    def output_channels(self) -> int:
+        channels = self.row_sweep.output_channels
+        if self.order == "parallel" and self.parallel_merge == "concat":
+            return 2 * channels
+        return channels
+
+    def build(self, input_shape):
+        _check_rank4(input_shape, type(self).__name__)
+        input_shape = tuple(input_shape)
+        if self.order == "parallel":
+            self.row_sweep.build(input_shape)
+            self.column_sweep.build(input_shape)
+        else:
+            first, second = self._ordered()
+            first.build(input_shape)
+            second.build(first.compute_output_shape(input_shape))
+        self.built = True
+
+    def _ordered(self):
+        if self.order == "columns_then_rows":
+            return self.column_sweep, self.row_sweep
+        return self.row_sweep, self.column_sweep
+
+    def call(self, inputs, training=None):
+        if self.order == "parallel":
+            rows = self.row_sweep(inputs, training=training)
+            cols = self.column_sweep(inputs, training=training)
+            if self.parallel_merge == "concat":
+                return ops.concatenate([rows, cols], axis=-1)
+            return rows + cols
+        first, second = self._ordered()
+        return second(first(inputs, training=training), training=training)
+
+    def compute_output_shape(self, input_shape):
+        _check_rank4(input_shape, type(self).__name__)
+        return tuple(input_shape[:3]) + (self.output_channels,)
+
+    def get_config(self):
+        config = super().get_config()
+        sweep_config = self.row_sweep.get_config()
+        config.update({key: sweep_config[key] for key in _SWEEP_ARGS})
+        config.update(order=self.order, parallel_merge=self.parallel_merge)
+        return config
