@@ -1,0 +1,263 @@
+import numpy as np
+import pytest
+import keras
+
+from crnn_keras.layers import ColumnSweep, RowSweep, SpatialSweep2D
+
+RNG = np.random.default_rng(0)
+
+
+def _map(b=2, h=3, w=5, c=4):
+    return RNG.normal(size=(b, h, w, c)).astype("float32")
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _numpy_lstm(seq, kernel, recurrent, bias, reverse=False):
+    """Keras-convention LSTM (gates i, f, c, o) written out in numpy."""
+    b, t, _ = seq.shape
+    units = recurrent.shape[0]
+    h = np.zeros((b, units))
+    c = np.zeros((b, units))
+    out = np.zeros((b, t, units))
+    steps = range(t - 1, -1, -1) if reverse else range(t)
+    for s in steps:
+        z = seq[:, s] @ kernel + h @ recurrent + bias
+        i, f, g, o = np.split(z, 4, axis=-1)
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        h = _sigmoid(o) * np.tanh(c)
+        out[:, s] = h
+    return out
+
+
+def test_row_sweep_matches_numpy_lstm_reference():
+    x = _map()
+    layer = RowSweep(3)
+    y = keras.ops.convert_to_numpy(layer(x))
+    fk, fr, fb, bk, br, bb = layer.get_weights()
+    for row in range(x.shape[1]):
+        fwd = _numpy_lstm(x[:, row], fk, fr, fb)
+        bwd = _numpy_lstm(x[:, row], bk, br, bb, reverse=True)
+        np.testing.assert_allclose(y[:, row], np.concatenate([fwd, bwd], -1), atol=1e-5)
+
+
+@pytest.mark.parametrize("cell,ref_cls", [("lstm", keras.layers.LSTM), ("gru", keras.layers.GRU)])
+def test_row_sweep_equals_bidirectional_on_each_row(cell, ref_cls):
+    x = _map()
+    layer = RowSweep(6, cell=cell)
+    y = keras.ops.convert_to_numpy(layer(x))
+    ref = keras.layers.Bidirectional(ref_cls(6, return_sequences=True))
+    ref.build((None, x.shape[2], x.shape[3]))
+    # Same weight order as the plain Keras layer: forward (kernel, recurrent, bias), then backward.
+    ref.set_weights(layer.get_weights())
+    for row in range(x.shape[1]):
+        np.testing.assert_allclose(y[:, row], ref(x[:, row]), atol=1e-5)
+
+
+def test_lstm_weights_are_in_keras_bidirectional_order():
+    layer = RowSweep(5)
+    layer.build((None, None, None, 4))
+    ref = keras.layers.Bidirectional(keras.layers.LSTM(5))
+    ref.build((None, None, 4))
+    assert [w.shape for w in layer.weights] == [w.shape for w in ref.weights]
+    names = [w.path.split("/")[-3:] for w in layer.weights]
+    assert [n[0] for n in names] == ["forward_lstm"] * 3 + ["backward_lstm"] * 3
+    assert [n[-1] for n in names] == ["kernel", "recurrent_kernel", "bias"] * 2
+
+
+def test_column_sweep_equals_row_sweep_of_transposed_map():
+    x = _map(h=4, w=6)
+    cols = ColumnSweep(3, cell="gru", merge_mode="sum")
+    y = keras.ops.convert_to_numpy(cols(x))
+    rows = RowSweep(3, cell="gru", merge_mode="sum")
+    rows.build((None, None, None, x.shape[-1]))
+    rows.set_weights(cols.get_weights())
+    ref = keras.ops.convert_to_numpy(rows(x.transpose(0, 2, 1, 3))).transpose(0, 2, 1, 3)
+    np.testing.assert_allclose(y, ref, atol=1e-5)
+
+
+def test_single_row_map_equals_plain_sequence_layer():
+    x = _map(h=1, w=7)
+    layer = RowSweep(4, cell="simple_rnn", merge_mode="ave")
+    y = keras.ops.convert_to_numpy(layer(x))
+    ref = keras.layers.Bidirectional(
+        keras.layers.SimpleRNN(4, return_sequences=True), merge_mode="ave"
+    )
+    ref.build((None, 7, x.shape[-1]))
+    ref.set_weights(layer.get_weights())
+    np.testing.assert_allclose(y[:, 0], ref(x[:, 0]), atol=1e-5)
+
+
+def test_spatial_sweep_orders_compose_the_axis_sweeps():
+    x = _map(h=4, w=5)
+    for order in ("rows_then_columns", "columns_then_rows", "parallel"):
+        layer = SpatialSweep2D(3, order=order, parallel_merge="sum")
+        y = keras.ops.convert_to_numpy(layer(x))
+        rows, cols = layer.row_sweep, layer.column_sweep
+        if order == "rows_then_columns":
+            ref = cols(rows(x))
+        elif order == "columns_then_rows":
+            ref = rows(cols(x))
+        else:
+            ref = rows(x) + cols(x)
+        np.testing.assert_allclose(y, ref, atol=1e-5)
+        assert y.shape == (2, 4, 5, 6)
+
+
+def test_rows_then_columns_output_depends_on_every_input_position():
+    x = _map(b=1, h=4, w=5, c=2)
+    layer = SpatialSweep2D(3)
+    import tensorflow as tf
+
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        # Both directions together (one direction alone sees only one side).
+        corner = tf.reduce_sum(layer(xt)[0, 0, 0, :])
+    grad = tape.gradient(corner, xt).numpy()
+    assert np.all(np.abs(grad).sum(-1) > 0)
+    # A single row sweep sees only its own row.
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        corner = tf.reduce_sum(RowSweep(3)(xt)[0, 0, 0, :])
+    grad = tape.gradient(corner, xt).numpy()
+    assert np.all(np.abs(grad[0, 1:]).sum(-1) == 0) and np.all(np.abs(grad[0, 0]).sum(-1) > 0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 3), (3, 1, 6, 3), (2, 6, 1, 3), (5, 7, 3, 3)])
+def test_dynamic_height_width_and_batch(shape):
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, SpatialSweep2D(4, merge_mode="concat")(inputs))
+    assert model.output_shape == (None, None, None, 8)
+    y = model.predict(np.ones(shape, "float32"), verbose=0)
+    assert y.shape == shape[:3] + (8,)
+    assert np.all(np.isfinite(y))
+
+
+def test_static_shapes_and_compute_output_shape():
+    cases = [
+        (RowSweep(4), 8),
+        (RowSweep(4, bidirectional=False), 4),
+        (ColumnSweep(4, merge_mode="mul"), 4),
+        (SpatialSweep2D(4, order="parallel", parallel_merge="concat"), 16),
+        (SpatialSweep2D(4, order="parallel", parallel_merge="sum", merge_mode="sum"), 4),
+    ]
+    for layer, channels in cases:
+        assert layer.compute_output_shape((None, 6, 9, 2)) == (None, 6, 9, channels)
+        inputs = keras.Input((6, 9, 2))
+        assert layer(inputs).shape == (None, 6, 9, channels)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        RowSweep(4, cell="gru", merge_mode="sum", use_cudnn=False, unroll=True, dropout=0.1),
+        ColumnSweep(3, bidirectional=False, recurrent_dropout=0.2, use_cudnn=True),
+        SpatialSweep2D(3, cell=keras.layers.LSTMCell(3), order="columns_then_rows"),
+        SpatialSweep2D(2, cell="simple_rnn", order="parallel", parallel_merge="sum", unroll=True),
+    ],
+)
+def test_config_round_trip(layer):
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    for key in ("units", "bidirectional", "merge_mode", "use_cudnn", "unroll", "dropout"):
+        assert config[key] == getattr(clone, key, None) or key in config
+    assert config["use_cudnn"] == layer.get_config()["use_cudnn"]
+    assert config["unroll"] == layer.get_config()["unroll"]
+
+
+def test_use_cudnn_and_unroll_are_kept(tmp_path):
+    inputs = keras.Input((4, 4, 2))
+    layer = SpatialSweep2D(3, cell="gru", use_cudnn=False, unroll=True, order="parallel")
+    model = keras.Model(inputs, layer(inputs))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    reloaded = loaded.layers[1]
+    assert isinstance(reloaded, SpatialSweep2D)
+    assert reloaded.row_sweep.use_cudnn is False and reloaded.row_sweep.unroll is True
+    assert reloaded.row_sweep.rnn.forward_layer.unroll is True
+    x = _map(h=4, w=4, c=2)
+    np.testing.assert_allclose(model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6)
+
+
+def test_custom_cell_instance_is_wrapped_in_rnn():
+    layer = RowSweep(3, cell=keras.layers.GRUCell(3))
+    y = layer(_map())
+    assert y.shape == (2, 3, 5, 6)
+    assert type(layer.rnn.forward_layer) is keras.layers.RNN
+    assert isinstance(layer.rnn.forward_layer.cell, keras.layers.GRUCell)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    layer = SpatialSweep2D(4)
+    y = layer(_map())
+    assert keras.backend.standardize_dtype(y.dtype) == policy.split("_")[1]
+    assert all(w.dtype == "float32" for w in layer.weights)
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(y, "float32"))))
+
+
+def test_gradients_reach_every_weight():
+    import tensorflow as tf
+
+    layer = SpatialSweep2D(3, order="parallel")
+    x = tf.constant(_map())
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x) ** 2)
+    grads = tape.gradient(loss, layer.trainable_weights)
+    assert len(grads) == 12
+    assert all(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
+
+
+def test_training_lowers_loss_on_a_context_task():
+    # The label compares the two far corners of the map: no local window sees both.
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(256, 6, 6, 1)).astype("float32")
+    y = (x[:, 0, 0, 0] > x[:, -1, -1, 0]).astype("float32")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 1))
+    h = SpatialSweep2D(8)(inputs)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.Adam(0.02), "binary_crossentropy")
+    history = model.fit(x, y, epochs=8, batch_size=32, verbose=0).history["loss"]
+    assert history[-1] < 0.7 * history[0], history
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"units": 0}, "units"),
+        ({"units": -3}, "units"),
+        ({"units": 4, "cell": "transformer"}, "'lstm', 'gru', 'simple_rnn'"),
+        ({"units": 4, "cell": 3}, "RNN cell instance"),
+        ({"units": 4, "merge_mode": "max"}, "merge_mode='max'"),
+        ({"units": 4, "dropout": 1.5}, "dropout"),
+        ({"units": 4, "use_cudnn": "yes"}, "use_cudnn"),
+        ({"units": 4, "cell": keras.layers.LSTMCell(5)}, "outputs 5 features"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        RowSweep(**kwargs)
+
+
+def test_bad_order_raises():
+    with pytest.raises(ValueError, match="order='diagonal'.*rows_then_columns"):
+        SpatialSweep2D(4, order="diagonal")
+    with pytest.raises(ValueError, match="parallel_merge"):
+        SpatialSweep2D(4, parallel_merge="max")
+
+
+@pytest.mark.parametrize("layer_cls", [RowSweep, ColumnSweep, SpatialSweep2D])
+def test_wrong_rank_raises(layer_cls):
+    with pytest.raises(ValueError, match="rank-4 input.*rank 3"):
+        layer_cls(4)(np.zeros((2, 5, 3), "float32"))
+    with pytest.raises(ValueError, match="known number of channels"):
+        layer_cls(4).build((None, 5, 5, None))
