@@ -1,0 +1,219 @@
+"""`load_dataset(spec)`: one way in for every data source, and the input pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Callable
+
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+# scheme -> module with `load(name, split, seed, **options) -> (dataset, DatasetInfo)`.
+# The dataset yields unbatched `(uint8 image (H, W, C), int64 label)` pairs.
+SCHEMES: dict[str, str] = {
+    "builtin": "crnn_keras.data.builtin",
+    "tfds": "crnn_keras.data.tfds",
+    "folder": "crnn_keras.data.folder",
+    "fashion_mnist": "crnn_keras.data.fashion_mnist",
+}
+DEFAULT_SPEC = "builtin:relative_position"
+
+
+@dataclasses.dataclass
+class DatasetInfo:
+    """What a training, evaluation or export run needs to know about a dataset.
+
+    Attributes:
+        name: the spec it came from.
+        num_classes: number of classes.
+        class_names: one name per class index.
+        image_shape: `(height, width, channels)` of the images the pipeline
+            yields (`None` where sizes vary and no `image_size` was given).
+        splits: number of examples in each split (`None` where unknown).
+        flip_ok: whether horizontal flips keep labels valid.
+        description: a line about the source.
+        skipped_files: files of this split that could not be decoded.
+    """
+
+    name: str
+    num_classes: int
+    class_names: list[str]
+    image_shape: tuple
+    splits: dict[str, int | None]
+    flip_ok: bool = True
+    description: str = ""
+    skipped_files: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["image_shape"] = list(self.image_shape)
+        return data
+
+
+def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
+    """`"scheme:name?key=value&..."` -> `(scheme, name, options)`."""
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"A dataset spec must be a non-empty string, got {spec!r}.")
+    scheme, _, rest = spec.partition(":")
+    if scheme not in SCHEMES:
+        raise ValueError(
+            f"Unknown dataset scheme {scheme!r} in {spec!r}. Expected one of "
+            + ", ".join(f"'{s}:...'" for s in SCHEMES)
+            + f", e.g. {DEFAULT_SPEC!r}, 'tfds:cifar10', 'folder:/data/indoor67', 'fashion_mnist'."
+        )
+    name, _, query = rest.partition("?")
+    options = {}
+    for item in filter(None, query.split("&")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"Bad option {item!r} in dataset spec {spec!r}; use key=value.")
+        options[key] = value
+    return scheme, name, options
+
+
+def load_source(spec: str, split: str, seed: int = 0) -> tuple[tf.data.Dataset, DatasetInfo]:
+    """The unbatched `(image, label)` dataset of one split, and its info."""
+    scheme, name, options = parse_spec(spec)
+    module = importlib.import_module(SCHEMES[scheme])
+    dataset, info = module.load(name, split, seed=seed, **options)
+    info.name = spec
+    return dataset, info
+
+
+def _convert_channels(image: tf.Tensor, channels: int | None) -> tf.Tensor:
+    if channels is None or image.shape[-1] == channels:
+        return image
+    if channels == 1 and image.shape[-1] == 3:
+        return tf.image.rgb_to_grayscale(image)
+    if channels == 3 and image.shape[-1] == 1:
+        return tf.image.grayscale_to_rgb(image)
+    raise ValueError(f"Cannot convert {image.shape[-1]}-channel images to {channels} channels.")
+
+
+def make_preprocess(
+    image_size: tuple[int, int] | None,
+    channels: int | None,
+    training: bool,
+    augment: bool,
+    flip_ok: bool,
+    translate: float = 0.0,
+    crop_scale: float = 1.14,
+) -> Callable:
+    """The per-example map: channels, size, and (training) augmentation.
+
+    Training with `augment` follows the paper: resize to `crop_scale` times the
+    target (256 for 224), take a random crop, flip horizontally where
+    `flip_ok`, and optionally translate by up to `translate` of the size.
+    Evaluation resizes deterministically. Images stay on the 0-255 scale.
+    """
+
+    def preprocess(image, label, seed=None):
+        """`seed`: a `[2]` int64 tensor for the stateless random ops (training)."""
+        image = _convert_channels(image, channels)
+        image = tf.cast(image, tf.float32)
+        random = training and augment
+        if random:
+            seeds = tf.random.experimental.stateless_split(seed, 3)
+        if image_size is not None:
+            h, w = image_size
+            if random:
+                big = (int(round(h * crop_scale)), int(round(w * crop_scale)))
+                image = tf.image.resize(image, big)
+                image = tf.image.stateless_random_crop(image, (h, w, tf.shape(image)[-1]), seeds[0])
+            else:
+                image = tf.image.resize(image, (h, w))
+        if random:
+            if flip_ok:
+                image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+            if translate:
+                shape = tf.shape(image)
+                pad_h = tf.cast(tf.cast(shape[0], tf.float32) * translate, tf.int32)
+                pad_w = tf.cast(tf.cast(shape[1], tf.float32) * translate, tf.int32)
+                padded = tf.pad(image, [[pad_h, pad_h], [pad_w, pad_w], [0, 0]])
+                image = tf.image.stateless_random_crop(padded, shape, seeds[2])
+        return tf.clip_by_value(image, 0.0, 255.0), label
+
+    return preprocess
+
+
+def load_dataset(
+    spec: str = DEFAULT_SPEC,
+    split: str = "train",
+    image_size: int | tuple[int, int] | None = None,
+    batch_size: int = 32,
+    augment: bool = False,
+    shuffle: bool | None = None,
+    seed: int = 0,
+    cache: bool = True,
+    channels: int | None = None,
+    translate: float = 0.0,
+    deterministic: bool = False,
+    drop_remainder: bool = False,
+    shuffle_buffer: int = 10_000,
+) -> tuple[tf.data.Dataset, DatasetInfo]:
+    """Loads a split of a dataset as a batched, prefetched `tf.data.Dataset`.
+
+    Args:
+        spec: `"builtin:NAME"`, `"tfds:NAME[/CONFIG]"`, `"folder:PATH"` or
+            `"fashion_mnist[:DIR]"`, optionally followed by `?key=value&...`
+            source options.
+        split: `"train"`, `"validation"` or `"test"` (TFDS split strings,
+            such as `"train[:90%]"`, work for `tfds:`).
+        image_size: resize to this `(height, width)` (an int means square).
+            Required when the source's images vary in size.
+        batch_size: the global batch size. Under a distribution strategy pass
+            per-replica batch x `strategy.num_replicas_in_sync`.
+        augment: training augmentation (random resized crop, flip where
+            labels allow, translation).
+        shuffle: defaults to `split == "train"` (any training split).
+        seed: seeds shuffling, augmentation, splits and built-in data.
+        cache: cache decoded images in memory (before augmentation).
+        channels: convert to 1 (grayscale) or 3 (RGB) channels.
+        translate: max random translation, as a fraction of the size.
+        deterministic: a reproducible order (slower parallel decoding).
+        drop_remainder: drop a last partial batch (static batch shapes).
+        shuffle_buffer: shuffle buffer size.
+
+    Returns:
+        `(dataset, info)`: batches of `(float32 images 0-255 (B, H, W, C),
+        int64 labels (B,))`, and a `DatasetInfo`.
+
+    Example:
+
+    >>> ds, info = load_dataset("builtin:shapes?train_size=64", "train", batch_size=16)
+    >>> info.num_classes, info.class_names[0]
+    (4, 'square')
+    >>> images, labels = next(iter(ds))
+    >>> tuple(images.shape), str(images.dtype)
+    ((16, 32, 32, 3), "<dtype: 'float32'>")
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    dataset, info = load_source(spec, split, seed=seed)
+    training = split.startswith("train")
+    shuffle = training if shuffle is None else shuffle
+    if image_size is None and None in tuple(info.image_shape[:2]):
+        raise ValueError(
+            f"Images in {spec!r} vary in size; pass image_size, e.g. image_size=224."
+        )
+    if cache:
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    preprocess = make_preprocess(
+        image_size, channels, training, augment, info.flip_ok, translate=translate
+    )
+    if augment and training:
+        # Stateless augmentation: reproducible from `seed`, new draws each epoch.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(lambda pair, s: (*pair, s))
+    dataset = dataset.map(preprocess, num_parallel_calls=AUTOTUNE, deterministic=deterministic or None)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.prefetch(AUTOTUNE)
+    height, width = image_size if image_size else info.image_shape[:2]
+    info.image_shape = (height, width, channels or info.image_shape[2])
+    return dataset, info

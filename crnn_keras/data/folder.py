@@ -1,0 +1,177 @@
+"""The `folder:PATH` scheme: one subfolder per class (the MIT Indoor 67 layout).
+
+```
+PATH/kitchen/int474.jpg
+PATH/bedroom/...
+PATH/TrainImages.txt   optional: lines like "kitchen/int474.jpg"
+PATH/TestImages.txt    optional
+```
+
+With split files, `train` and `test` come from them, and `validation` is a
+seeded stratified part of the training list. Without them, every class is
+split (seeded, stratified) into train/validation/test by the fractions
+`validation_fraction` (default 0.1) and `test_fraction` (default 0.1).
+JPEG, PNG, BMP and GIF (first frame) are read; other files are ignored. A file
+that fails to decode is skipped, counted, and named in a warning.
+Options: `validation_fraction=`, `test_fraction=`, `images_dir=` (a subfolder
+holding the class folders, e.g. `Images` in the MIT Indoor 67 archive).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from crnn_keras.data.core import DatasetInfo
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+SPLIT_FILES = {"train": "TrainImages.txt", "test": "TestImages.txt"}
+log = logging.getLogger(__name__)
+
+
+class CorruptImageWarning(UserWarning):
+    """An image file could not be decoded and was skipped."""
+
+
+def _list_classes(root: str) -> list[str]:
+    return sorted(
+        d for d in os.listdir(root)
+        if os.path.isdir(os.path.join(root, d)) and not d.startswith(".")
+    )
+
+
+def _list_images(root: str, classes: list[str]) -> list[str]:
+    files = []
+    for name in classes:
+        for dirpath, _, filenames in os.walk(os.path.join(root, name)):
+            for filename in sorted(filenames):
+                if filename.lower().endswith(IMAGE_EXTENSIONS):
+                    files.append(os.path.relpath(os.path.join(dirpath, filename), root))
+    return sorted(files)
+
+
+def _read_split_file(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [line.strip().replace("\\", "/") for line in f if line.strip()]
+
+
+def _stratified(files: list[str], fractions: list[float], seed: int) -> list[list[str]]:
+    """Splits `files` per class into parts of the given fractions (the rest first)."""
+    parts = [[] for _ in range(len(fractions) + 1)]
+    by_class: dict[str, list[str]] = {}
+    for f in files:
+        by_class.setdefault(f.split("/")[0], []).append(f)
+    rng = np.random.default_rng(seed)
+    for name in sorted(by_class):
+        members = sorted(by_class[name])
+        rng.shuffle(members)
+        start = 0
+        counts = [int(round(len(members) * fr)) for fr in fractions]
+        if len(members) - sum(counts) < 1:  # Keep at least one training image per class.
+            counts = [min(c, max(0, len(members) - 1 - sum(counts[:i]))) for i, c in enumerate(counts)]
+        for i, count in enumerate(counts, start=1):
+            parts[i].extend(members[start : start + count])
+            start += count
+        parts[0].extend(members[start:])
+    return [sorted(p) for p in parts]
+
+
+def _decodes(path: str) -> bool:
+    try:
+        data = tf.io.read_file(path)
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        return image.shape[0] > 0 and image.shape[1] > 0
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+        return False
+
+
+def _check_files(root: str, files: list[str]) -> tuple[list[str], list[str]]:
+    good, bad = [], []
+    for f in files:
+        (good if _decodes(os.path.join(root, f)) else bad).append(f)
+    return good, bad
+
+
+def load(
+    name: str,
+    split: str,
+    seed: int = 0,
+    validation_fraction: str = "0.1",
+    test_fraction: str = "0.1",
+    images_dir: str = "",
+):
+    root = os.path.expanduser(name)
+    if not name:
+        raise ValueError("A folder spec needs a path, e.g. 'folder:/data/indoor67'.")
+    if not os.path.isdir(root):
+        raise ValueError(f"Image folder {root!r} does not exist or is not a directory.")
+    image_root = os.path.join(root, images_dir) if images_dir else root
+    if not images_dir and os.path.isdir(os.path.join(root, "Images")) and not _list_images(
+        root, [c for c in _list_classes(root) if c != "Images"]
+    ):
+        image_root = os.path.join(root, "Images")  # The MIT Indoor 67 archive layout.
+    classes = _list_classes(image_root)
+    all_files = _list_images(image_root, classes)
+    classes = sorted({f.split("/")[0] for f in all_files})
+    if not classes:
+        raise ValueError(
+            f"No classes found in {image_root!r}: expected one subfolder per class holding "
+            f"images ({', '.join(IMAGE_EXTENSIONS)})."
+        )
+    val_fraction, test_fraction_f = float(validation_fraction), float(test_fraction)
+    base = split.split("[")[0]
+    if base not in ("train", "validation", "test"):
+        raise ValueError(f"Unknown split {split!r} for a folder; use train, validation or test.")
+    split_files = {s: os.path.join(root, f) for s, f in SPLIT_FILES.items()}
+    if all(os.path.exists(p) for p in split_files.values()):
+        available = set(all_files)
+        listed = {s: _read_split_file(p) for s, p in split_files.items()}
+        missing = [f for files in listed.values() for f in files if f not in available]
+        if missing:
+            warnings.warn(
+                f"{len(missing)} files named in the split files are missing under {image_root!r}, "
+                f"e.g. {missing[:3]}; they are skipped.",
+                stacklevel=2,
+            )
+        train, validation = _stratified([f for f in listed["train"] if f in available], [val_fraction], seed)
+        parts = {"train": train, "validation": validation,
+                 "test": [f for f in listed["test"] if f in available]}
+    else:
+        train, validation, test = _stratified(all_files, [val_fraction, test_fraction_f], seed)
+        parts = {"train": train, "validation": validation, "test": test}
+    files, bad = _check_files(image_root, parts[base])
+    if bad:
+        warnings.warn(
+            f"Skipped {len(bad)} corrupt or unreadable image(s) in {image_root!r}: "
+            + ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""),
+            CorruptImageWarning,
+            stacklevel=2,
+        )
+    if not files:
+        raise ValueError(f"Split {split!r} of {image_root!r} has no readable images.")
+    index = {c: i for i, c in enumerate(classes)}
+    paths = [os.path.join(image_root, f) for f in files]
+    labels = np.array([index[f.split("/")[0]] for f in files], np.int64)
+
+    def read(path, label):
+        data = tf.io.read_file(path)
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image.set_shape((None, None, 3))
+        return image, label
+
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    dataset = dataset.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+    info = DatasetInfo(
+        name=f"folder:{name}",
+        num_classes=len(classes),
+        class_names=classes,
+        image_shape=(None, None, 3),
+        splits={s: len(p) for s, p in parts.items()},
+        description=f"Image folder {image_root}.",
+        skipped_files=bad,
+    )
+    return dataset, info

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from crnn_keras.data import load_dataset, parse_spec
+from crnn_keras.data.core import make_preprocess
+
+
+def test_parse_spec():
+    assert parse_spec("tfds:sun397/standard-part1-120k?data_dir=/d") == (
+        "tfds", "sun397/standard-part1-120k", {"data_dir": "/d"}
+    )
+    assert parse_spec("fashion_mnist") == ("fashion_mnist", "", {})
+
+
+@pytest.mark.parametrize("spec", ["imagenet:foo", "", "cifar10", "s3://bucket"])
+def test_unknown_scheme_is_a_clear_error(spec):
+    with pytest.raises(ValueError, match="scheme|non-empty"):
+        load_dataset(spec)
+
+
+def test_bad_batch_size():
+    with pytest.raises(ValueError, match="batch_size"):
+        load_dataset("builtin:shapes?train_size=8", batch_size=0)
+
+
+def test_channel_conversion_and_resize():
+    ds, info = load_dataset("builtin:shapes?test_size=4", "test", image_size=20, channels=1, batch_size=4)
+    images, _ = next(iter(ds))
+    assert images.shape == (4, 20, 20, 1) and info.image_shape == (20, 20, 1)
+
+
+def test_deterministic_order_when_asked():
+    kwargs = dict(batch_size=8, seed=5, deterministic=True, augment=True)
+    a = [b[1].numpy() for b in load_dataset("builtin:shapes?train_size=32", **kwargs)[0]]
+    b = [b[1].numpy() for b in load_dataset("builtin:shapes?train_size=32", **kwargs)[0]]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_augmentation_crops_flips_and_translates():
+    image = tf.reshape(tf.range(16 * 16 * 3, dtype=tf.float32) % 256, (16, 16, 3))
+    train = make_preprocess((16, 16), None, training=True, augment=True, flip_ok=True, translate=0.25)
+    evaluate = make_preprocess((16, 16), None, training=False, augment=True, flip_ok=True)
+    seeds = [tf.constant([i, 7], tf.int64) for i in range(8)]
+    outs = {train(image, 0, s)[0].numpy().tobytes() for s in seeds}
+    assert len(outs) > 1  # Random across seeds,
+    assert np.array_equal(train(image, 0, seeds[0])[0], train(image, 0, seeds[0])[0])  # not within.
+    a, b = evaluate(image, 0)[0].numpy(), evaluate(image, 0)[0].numpy()
+    assert np.array_equal(a, b)  # Deterministic.
+    no_flip = make_preprocess(None, None, training=True, augment=True, flip_ok=False)
+    assert all(np.array_equal(no_flip(image, 0, s)[0].numpy(), image.numpy()) for s in seeds)

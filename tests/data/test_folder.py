@@ -1,0 +1,96 @@
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crnn_keras.data import load_dataset
+from crnn_keras.data.folder import CorruptImageWarning
+
+CLASSES = ["bedroom", "kitchen", "office"]
+
+
+def _save(path, fmt, size=(20, 16), seed=0):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    array = np.random.default_rng(seed).integers(0, 256, size=size[::-1] + (3,)).astype(np.uint8)
+    Image.fromarray(array).save(path, format=fmt)
+
+
+@pytest.fixture
+def indoor(tmp_path):
+    """A tiny MIT-67-style tree: Images/<class>/..., split files, junk files."""
+    root = tmp_path / "indoor"
+    formats = [("jpg", "JPEG"), ("png", "PNG"), ("bmp", "BMP"), ("gif", "GIF")]
+    train, test = [], []
+    for c, name in enumerate(CLASSES):
+        for i in range(6):
+            ext, fmt = formats[i % 4]
+            rel = f"{name}/img{i}.{ext}"
+            _save(str(root / "Images" / rel), fmt, size=(20 + i, 16 + c), seed=10 * c + i)
+            (test if i >= 4 else train).append(rel)
+    (root / "Images" / "kitchen" / "notes.txt").write_text("not an image")
+    (root / "Images" / "office" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    train.append("office/broken.jpg")
+    (root / "TrainImages.txt").write_text("\n".join(train) + "\n")
+    (root / "TestImages.txt").write_text("\n".join(test) + "\n")
+    return root
+
+
+def test_mit67_layout_with_split_files(indoor):
+    with pytest.warns(CorruptImageWarning, match="broken.jpg"):
+        ds, info = load_dataset(f"folder:{indoor}?validation_fraction=0.25", "train",
+                                image_size=12, batch_size=64)
+    assert info.class_names == CLASSES and info.num_classes == 3
+    assert info.skipped_files == ["office/broken.jpg"]
+    images, labels = next(iter(ds))
+    assert images.shape == (9, 12, 12, 3)  # 4 listed per class, 1 to validation.
+    assert sorted(np.bincount(labels.numpy())) == [3, 3, 3]
+    test_ds, test_info = load_dataset(f"folder:{indoor}", "test", image_size=12, batch_size=64)
+    assert test_info.splits["test"] == 6
+    assert len(next(iter(test_ds))[1]) == 6
+    val, _ = load_dataset(f"folder:{indoor}?validation_fraction=0.25", "validation",
+                          image_size=12, batch_size=64)
+    assert len(next(iter(val))[1]) == 3
+
+
+def test_seeded_stratified_split_without_split_files(indoor):
+    os.remove(indoor / "TrainImages.txt")
+    os.remove(indoor / "TestImages.txt")
+    spec = f"folder:{indoor / 'Images'}?validation_fraction=0.34&test_fraction=0.17"
+    with pytest.warns(CorruptImageWarning) as record:
+        infos = [load_dataset(spec, split, image_size=8, seed=1)[1] for split in ("train", "validation", "test")]
+    assert sum("broken.jpg" in str(w.message) for w in record) == 1
+    # 6 images a class (7 listed in office) -> 3 (4) train, 2 validation, 1 test.
+    assert infos[0].splits == {"train": 10, "validation": 6, "test": 3}
+    a = next(iter(load_dataset(spec, "validation", image_size=8, seed=1, batch_size=64)[0]))[1]
+    b = next(iter(load_dataset(spec, "validation", image_size=8, seed=1, batch_size=64)[0]))[1]
+    assert np.array_equal(np.sort(a.numpy()), np.sort(b.numpy()))
+    other_seed = load_dataset(spec, "validation", image_size=8, seed=2)[1]
+    assert other_seed.splits["validation"] == 6
+
+
+def test_decoded_pixels_match_the_files(indoor):
+    # Variable-size images need image_size; read one PNG through the pipeline at its own size.
+    png = indoor / "Images" / "bedroom" / "img5.png"
+    single = indoor.parent / "single"
+    os.makedirs(single / "only")
+    os.link(png, single / "only" / "a.png")
+    _save(str(single / "other" / "b.png"), "PNG", size=(21, 16))
+    ds, _ = load_dataset(f"folder:{single}?validation_fraction=0&test_fraction=0", "train",
+                         image_size=(16, 25), batch_size=4, shuffle=False)
+    images, labels = next(iter(ds))
+    expected = np.asarray(Image.open(png).convert("RGB"), np.float32)
+    np.testing.assert_allclose(images.numpy()[list(labels.numpy()).index(0)], expected)
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_dataset(f"folder:{tmp_path / 'nope'}")
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    (tmp_path / "empty" / "cls" / "readme.txt").write_text("x")
+    with pytest.raises(ValueError, match="No classes found"):
+        load_dataset(f"folder:{tmp_path / 'empty'}", image_size=8)
+    _save(str(tmp_path / "sized" / "a" / "x.png"), "PNG")
+    with pytest.raises(ValueError, match="vary in size; pass image_size"):
+        load_dataset(f"folder:{tmp_path / 'sized'}?validation_fraction=0&test_fraction=0")
