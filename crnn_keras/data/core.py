@@ -152,6 +152,8 @@ def load_dataset(
     deterministic: bool = False,
     drop_remainder: bool = False,
     shuffle_buffer: int = 10_000,
+    epochs: int | None = None,
+    initial_epoch: int = 0,
 ) -> tuple[tf.data.Dataset, DatasetInfo]:
     """Loads a split of a dataset as a batched, prefetched `tf.data.Dataset`.
 
@@ -175,6 +177,11 @@ def load_dataset(
         deterministic: a reproducible order (slower parallel decoding).
         drop_remainder: drop a last partial batch (static batch shapes).
         shuffle_buffer: shuffle buffer size.
+        epochs: if set, the dataset holds passes `initial_epoch` to
+            `epochs - 1` back to back, each shuffled and augmented from
+            `(seed, epoch)` alone: a run resumed at an epoch sees exactly the
+            batches an uninterrupted run saw (use with `steps_per_epoch`).
+        initial_epoch: the first pass, with `epochs`.
 
     Returns:
         `(dataset, info)`: batches of `(float32 images 0-255 (B, H, W, C),
@@ -202,17 +209,31 @@ def load_dataset(
         )
     if cache:
         dataset = dataset.cache()
-    if shuffle:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     preprocess = make_preprocess(
         image_size, channels, training, augment, info.flip_ok, translate=translate
     )
-    if augment and training:
-        # Stateless augmentation: reproducible from `seed`, new draws each epoch.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(lambda pair, s: (*pair, s))
-    dataset = dataset.map(preprocess, num_parallel_calls=AUTOTUNE, deterministic=deterministic or None)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    random_augment = augment and training
+
+    def one_pass(pass_seed, reshuffle: bool):
+        ds = dataset
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=pass_seed, reshuffle_each_iteration=reshuffle)
+        if random_augment:
+            # Stateless augmentation, reproducible from the seed.
+            seeds = tf.data.Dataset.random(seed=pass_seed, rerandomize_each_iteration=reshuffle)
+            ds = tf.data.Dataset.zip(ds, seeds.batch(2)).map(lambda pair, s: (*pair, s))
+        ds = ds.map(preprocess, num_parallel_calls=AUTOTUNE, deterministic=deterministic or None)
+        return ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    if epochs is None:
+        dataset = one_pass(seed, reshuffle=True)
+    else:
+        passes = [one_pass(seed * 100_003 + e, reshuffle=False) for e in range(initial_epoch, epochs)]
+        if not passes:
+            raise ValueError(f"initial_epoch={initial_epoch} leaves no passes before epochs={epochs}.")
+        dataset = passes[0]
+        for later in passes[1:]:
+            dataset = dataset.concatenate(later)
     dataset = dataset.prefetch(AUTOTUNE)
     height, width = image_size if image_size else info.image_shape[:2]
     info.image_shape = (height, width, channels or info.image_shape[2])

@@ -1,0 +1,153 @@
+"""Training configuration: a dataclass, validated before any work starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+from typing import Any
+
+OPTIMIZERS = ("sgd", "adamw", "adam")
+SCHEDULES = ("cosine", "step", "constant")
+MODELS = ("crnn", "cnn_baseline")
+STRATEGIES = ("mirrored", "multi_worker", "default")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything `train` needs. Field names are also the CLI flags and the
+    keys of a YAML/JSON config file.
+
+    `batch_size` is per replica; the global batch is it times the number of
+    replicas. `learning_rate` is the peak rate, reached after `warmup_epochs`.
+    """
+
+    dataset: str = "builtin:rooks"
+    output_dir: str = "runs/default"
+    model: str = "crnn"
+    preset: str = "crnn_tiny"
+    backbone: Any = None
+    sweep: dict = dataclasses.field(default_factory=dict)
+    head: dict = dataclasses.field(default_factory=dict)
+    match_params: bool = True
+    image_size: int | None = None
+    channels: int | None = None
+    epochs: int = 5
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    learning_rate: float = 3e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    step_epochs: int = 30
+    step_gamma: float = 0.1
+    label_smoothing: float = 0.0
+    augment: bool = False
+    translate: float = 0.0
+    precision: str = "float32"
+    xla: bool = False
+    seed: int = 0
+    strategy: str = "mirrored"
+    validation_split: str = "validation"
+    test_split: str = "test"
+    verbose: int = 1
+
+    def validate(self) -> "TrainConfig":
+        def fail(message: str):
+            raise ValueError(f"Bad training config: {message}")
+
+        hints = typing.get_type_hints(TrainConfig)
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not _matches(value, hints[field.name]):
+                fail(f"{field.name}={value!r} should be of type {hints[field.name]}.")
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("model", MODELS), ("strategy", STRATEGIES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in choices:
+                fail(f"unknown {name}={getattr(self, name)!r}; expected one of {choices}.")
+        for name in ("epochs", "batch_size", "step_epochs"):
+            if getattr(self, name) < 1:
+                fail(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if not self.learning_rate > 0:
+            fail(f"learning_rate must be > 0, got {self.learning_rate}.")
+        for name in ("weight_decay", "warmup_epochs", "momentum", "label_smoothing", "translate"):
+            if getattr(self, name) < 0:
+                fail(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.label_smoothing >= 1 or self.momentum >= 1 or self.translate >= 0.5:
+            fail("label_smoothing and momentum must be < 1, translate < 0.5.")
+        if self.warmup_epochs >= self.epochs:
+            fail(f"warmup_epochs={self.warmup_epochs} must be less than epochs={self.epochs}.")
+        if self.image_size is not None and self.image_size < 8:
+            fail(f"image_size must be >= 8, got {self.image_size}.")
+        if self.channels not in (None, 1, 3):
+            fail(f"channels must be 1 or 3, got {self.channels}.")
+        from crnn_keras.models import list_presets
+
+        if self.preset not in list_presets():
+            fail(f"unknown preset={self.preset!r}; expected one of {list_presets()}.")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"Bad training config: unknown key(s) {unknown}. Known keys: {sorted(known)}."
+            )
+        return cls(**data).validate()
+
+    def save(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            if path.endswith((".yaml", ".yml")):
+                import yaml
+
+                yaml.safe_dump(self.to_dict(), f, sort_keys=False)
+            else:
+                json.dump(self.to_dict(), f, indent=2)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is not None:
+        hint = origin
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Reads a YAML or JSON config file into a dict."""
+    if not os.path.exists(path):
+        raise ValueError(f"Config file {path!r} does not exist.")
+    with open(path, encoding="utf-8") as f:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_load(f) or {}
+        else:
+            data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"Config file {path!r} must hold a mapping of keys to values.")
+    return data
+
+
+def make_config(file: str | None = None, **overrides: Any) -> TrainConfig:
+    """A validated config from an optional file, then `overrides` (None = unset)."""
+    data = load_config_file(file) if file else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(data)

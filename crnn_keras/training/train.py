@@ -1,0 +1,193 @@
+"""`train(config)`: `model.fit` under a distribution strategy, into a run directory.
+
+Run directory layout::
+
+    config.yaml          the resolved config
+    dataset_info.json    class names, image shape, split sizes
+    best.keras last.keras
+    history.csv          one row per finished epoch (kept across restarts)
+    tensorboard/         TensorBoard logs
+    backup/              crash-recovery state (see AtomicBackupAndRestore)
+    metrics.json         test metrics, parameter count, timings
+    curves.png confusion_matrix.png
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from crnn_keras.data import DatasetInfo, load_dataset
+from crnn_keras.models import build_cnn_baseline, build_crnn
+from crnn_keras.training.callbacks import AtomicBackupAndRestore, run_callbacks
+from crnn_keras.training.config import TrainConfig
+from crnn_keras.training.evaluation import evaluate_model
+from crnn_keras.training.reports import plot_confusion, plot_history
+
+
+def get_strategy(name: str = "mirrored") -> tf.distribute.Strategy:
+    """`"mirrored"`: all local GPUs, else all logical CPUs (one replica each);
+    `"multi_worker"`: `MultiWorkerMirroredStrategy` from `TF_CONFIG`;
+    `"default"`: no distribution."""
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"Unknown strategy {name!r}. Expected 'mirrored', 'multi_worker' or 'default'.")
+
+
+def build_model(config: TrainConfig, info: DatasetInfo) -> keras.Model:
+    """The configured C-RNN, or the CNN baseline matched to its parameter count."""
+    kwargs = dict(
+        num_classes=info.num_classes,
+        input_shape=tuple(info.image_shape),
+        preset=config.preset,
+        backbone=config.backbone,
+        head=config.head or None,
+    )
+    crnn = build_crnn(sweep=config.sweep or None, **kwargs)
+    if config.model == "crnn":
+        return crnn
+    return build_cnn_baseline(match_params=crnn if config.match_params else None, **kwargs)
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    total = config.epochs * steps_per_epoch
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    lr = config.learning_rate
+    if config.schedule == "cosine":
+        schedule = keras.optimizers.schedules.CosineDecay(
+            lr if not warmup else 0.0, max(1, total - warmup),
+            warmup_target=lr if warmup else None, warmup_steps=warmup,
+        )
+    elif config.schedule == "step":
+        boundaries = list(range(config.step_epochs * steps_per_epoch, total, config.step_epochs * steps_per_epoch))
+        schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+            boundaries, [lr * config.step_gamma**i for i in range(len(boundaries) + 1)]
+        ) if boundaries else lr
+    else:
+        schedule = lr
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=config.momentum,
+                                    weight_decay=config.weight_decay or None)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(schedule)
+
+
+def _one_hot(num_classes: int):
+    return lambda images, labels: (images, tf.one_hot(labels, num_classes))
+
+
+def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int, num_classes: int) -> None:
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(
+                k=min(5, num_classes), name=f"top{min(5, num_classes)}_accuracy"
+            ),
+        ],
+        jit_compile=config.xla,
+    )
+
+
+def load_splits(config: TrainConfig, global_batch: int, initial_epoch: int = 0):
+    """`(train, validation, test, info, steps_per_epoch)` for a config."""
+    common = dict(image_size=config.image_size, channels=config.channels, seed=config.seed)
+    train_ds, info = load_dataset(
+        config.dataset, "train", batch_size=global_batch, augment=config.augment,
+        translate=config.translate, epochs=config.epochs, initial_epoch=initial_epoch, **common,
+    )
+    val_ds, _ = load_dataset(config.dataset, config.validation_split, batch_size=global_batch, **common)
+    test_ds, _ = load_dataset(config.dataset, config.test_split, batch_size=global_batch, **common)
+    n_train = info.splits.get("train")
+    if not n_train:
+        n_train = int(load_dataset(config.dataset, "train", batch_size=1, **common)[0].cardinality())
+    if n_train <= 0:
+        raise ValueError(f"Cannot tell the size of the training split of {config.dataset!r}.")
+    return train_ds, val_ds, test_ds, info, math.ceil(n_train / global_batch)
+
+
+def train(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
+    """Trains per `config`; resumes from `output_dir/backup` after a crash.
+
+    Returns the metrics also written to `output_dir/metrics.json`.
+    """
+    if isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    config.validate()
+    run_dir = config.output_dir
+    os.makedirs(run_dir, exist_ok=True)
+    config.save(os.path.join(run_dir, "config.yaml"))
+    if config.verbose:
+        print("Resolved config:\n" + json.dumps(config.to_dict(), indent=2), flush=True)
+    if config.strategy == "multi_worker":
+        from crnn_keras.training.multi_worker import train_multi_worker
+
+        return train_multi_worker(config)
+
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.precision)
+    try:
+        keras.utils.set_random_seed(config.seed)
+        strategy = get_strategy(config.strategy)
+        global_batch = config.batch_size * strategy.num_replicas_in_sync
+        initial_epoch = AtomicBackupAndRestore.restored_epoch(os.path.join(run_dir, "backup"))
+        train_ds, val_ds, test_ds, info, steps = load_splits(config, global_batch, initial_epoch)
+        with open(os.path.join(run_dir, "dataset_info.json"), "w", encoding="utf-8") as f:
+            json.dump(info.to_dict(), f, indent=2)
+        with strategy.scope():
+            model = build_model(config, info)
+            compile_model(model, config, steps, info.num_classes)
+        start = time.time()
+        if initial_epoch < config.epochs:
+            if initial_epoch and config.verbose:
+                print(f"Resuming after epoch {initial_epoch} from {run_dir}/backup", flush=True)
+            model.fit(
+                train_ds.map(_one_hot(info.num_classes)),
+                validation_data=val_ds.map(_one_hot(info.num_classes)),
+                epochs=config.epochs,
+                steps_per_epoch=steps,
+                callbacks=run_callbacks(run_dir, initial_epoch),
+                verbose=config.verbose,
+            )
+        else:
+            model.load_weights(os.path.join(run_dir, "last.keras"))
+        metrics = evaluate_model(model, test_ds, info.class_names)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    metrics.update(
+        model=config.model,
+        params=int(model.count_params()),
+        replicas=strategy.num_replicas_in_sync,
+        train_seconds=round(time.time() - start, 2),
+        epochs=config.epochs,
+        dataset=config.dataset,
+    )
+    write_report(run_dir, metrics)
+    if config.verbose:
+        print(f"{config.model}: test accuracy {metrics['accuracy']:.4f} "
+              f"({metrics['num_examples']} examples), params {metrics['params']}", flush=True)
+    return metrics
+
+
+def write_report(run_dir: str, metrics: dict[str, Any]) -> None:
+    with open(os.path.join(run_dir, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2)
+    history = os.path.join(run_dir, "history.csv")
+    if os.path.exists(history):
+        plot_history(history, os.path.join(run_dir, "curves.png"))
+    plot_confusion(metrics["confusion_matrix"], metrics["class_names"],
+                   os.path.join(run_dir, "confusion_matrix.png"))
