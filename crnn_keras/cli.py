@@ -1,0 +1,183 @@
+"""`crnn-keras` command line: thin wrappers over the package's modules."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import typing
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEMO_DIR = "runs/demo"
+
+
+def _parse_json_or_str(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    from crnn_keras.training.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        hint = hints[field.name]
+        base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        kind = base[0]
+        if kind is bool:
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None)
+        elif kind in (int, float, str):
+            parser.add_argument(flag, dest=field.name, type=kind, default=None)
+        else:  # dicts and free-form values: JSON text.
+            parser.add_argument(flag, dest=field.name, type=_parse_json_or_str, default=None,
+                                help="JSON, e.g. '{\"units\": 32}'")
+
+
+def _config_from_args(args: argparse.Namespace):
+    from crnn_keras.training.config import TrainConfig, make_config
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    return make_config(args.config, **overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from crnn_keras.training import train
+
+    metrics = train(_config_from_args(args))
+    print(json.dumps({k: metrics[k] for k in ("accuracy", "num_examples", "params")}))
+    return 0
+
+
+def _model_and_names(path: str):
+    import keras
+
+    from crnn_keras.training.run_dir import class_names_near, find_model
+
+    model_path = find_model(path)
+    model = keras.saving.load_model(model_path, safe_mode=True)
+    return model, class_names_near(model_path, model.output_shape[-1])
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from crnn_keras.data import load_dataset
+    from crnn_keras.training import evaluate_model, load_config_file
+
+    model, _ = _model_and_names(args.model)
+    dataset, image_size, channels = args.dataset, args.image_size, None
+    config_path = os.path.join(args.model, "config.yaml")
+    if os.path.isdir(args.model) and os.path.exists(config_path):
+        config = load_config_file(config_path)
+        dataset = dataset or config.get("dataset")
+        image_size = image_size or config.get("image_size")
+        channels = config.get("channels")
+    if not dataset:
+        raise SystemExit("error: pass --dataset SPEC (no run config to read it from).")
+    ds, info = load_dataset(dataset, args.split, image_size=image_size, channels=channels,
+                            batch_size=args.batch_size, shuffle=False)
+    metrics = evaluate_model(model, ds, info.class_names)
+    k = min(5, info.num_classes)
+    print(f"{dataset} [{args.split}] {metrics['num_examples']} examples")
+    print(f"top-1 accuracy: {metrics['accuracy']:.4f}   top-{k} accuracy: {metrics[f'top{k}_accuracy']:.4f}")
+    print("per-class accuracy:")
+    for name, acc in metrics["per_class_accuracy"].items():
+        print(f"  {name:24s} {'n/a' if acc is None else f'{acc:.4f}'}")
+    print("confusion matrix (rows: true, columns: predicted):")
+    for row in metrics["confusion_matrix"]:
+        print("  " + " ".join(f"{v:5d}" for v in row))
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=2)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from crnn_keras.data.images import load_image_for_model
+
+    model, names = _model_and_names(args.model)
+    for path in args.images:
+        image = load_image_for_model(path, model.input_shape)
+        probs = np.asarray(model(image[None], training=False))[0]
+        top = np.argsort(-probs)[: args.top_k]
+        print(path + ": " + ", ".join(f"{names[i]} {probs[i]:.4f}" for i in top))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Trains the C-RNN and its matched CNN baseline on the built-in task."""
+    from crnn_keras.training import make_config, train
+
+    results = {}
+    for model in ("crnn", "cnn_baseline"):
+        config = make_config(
+            args.config, dataset=args.dataset, model=model, epochs=args.epochs,
+            output_dir=os.path.join(args.output_dir, model), verbose=2,
+        )
+        results[model] = train(config)
+    print("\n" + "=" * 60)
+    print(f"{'model':14s} {'params':>9s} {'test accuracy':>14s} {'train s':>8s}")
+    for model, m in results.items():
+        print(f"{model:14s} {m['params']:9d} {m['accuracy']:14.4f} {m['train_seconds']:8.1f}")
+    gap = results["crnn"]["accuracy"] - results["cnn_baseline"]["accuracy"]
+    print(f"C-RNN - CNN: {100 * gap:+.1f} points on {results['crnn']['dataset']}")
+    if args.export:
+        from crnn_keras.export import export_run
+
+        path = export_run(os.path.join(args.output_dir, "crnn"), base_dir=os.path.join("savedmodels", "crnn_demo"))
+        print(f"Exported the C-RNN to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crnn-keras", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a C-RNN or the CNN baseline")
+    p.add_argument("--config", help="YAML or JSON config file; flags override it")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="top-1/top-5, per-class accuracy, confusion matrix")
+    p.add_argument("model", help="run directory or .keras file")
+    p.add_argument("--dataset", help="dataset spec (default: the run's)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--output", help="write the metrics as JSON here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top-k labels for image files")
+    p.add_argument("model", help="run directory or .keras file")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top-k", type=int, default=5)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="C-RNN vs CNN baseline on the built-in task, then export")
+    p.add_argument("--config", help="YAML or JSON config file for both runs")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--output-dir", default=DEMO_DIR)
+    p.add_argument("--export", action=argparse.BooleanOptionalAction, default=True)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""SavedModel export for TF Serving: versioned, atomic, CPU/GPU portable.
+
+Layout: `base_dir/<version>/{saved_model.pb, variables/, assets/labels.txt}`.
+A version is written to a hidden temporary folder beside it and renamed into
+place, so a server watching `base_dir` never sees a half-written version.
+
+Signatures:
+- `serving_default`: `image_bytes` `[None]` string (encoded JPEG, PNG, BMP or
+  GIF; TF Serving's REST API turns `{"b64": ...}` into these bytes).
+- `serve_tensor`: `images` `[None, H, W, C]` float32 pixels on the 0-255 scale.
+Both return `probabilities` `[None, K]`, `top_k_scores` `[None, k]` float32,
+`top_k_classes` `[None, k]` int32 and `top_k_labels` `[None, k]` string.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+
+import keras
+import tensorflow as tf
+
+
+DEFAULT_MAX_PIXELS = 40_000_000
+_MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG", "gif": b"GIF8", "bmp": b"BM"}
+
+
+def portable_clone(model: keras.Model) -> keras.Model:
+    """A copy of `model` whose recurrent layers never trace to cuDNN kernels.
+
+    Keras traces LSTM/GRU to `CudnnRNNV3` when a GPU is visible, which CPU-only
+    TF Serving cannot load; the clone sets `use_cudnn=False` on every sweep.
+    """
+
+    def clone(layer):
+        config = layer.get_config()
+        if "use_cudnn" in config:  # Sweeps, and plain LSTM/GRU layers.
+            config["use_cudnn"] = False
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _be32(h, i):
+    return h[i] * 16777216 + h[i + 1] * 65536 + h[i + 2] * 256 + h[i + 3]
+
+
+def _le(h, i, n):
+    return sum(h[i + k] * (256**k) for k in range(n))
+
+
+def _decode_one(data, channels: int, size, max_pixels: int):
+    """Checks and decodes one encoded image to `size + (channels,)` float32."""
+    length = tf.strings.length(data)
+    prefix = {k: tf.equal(tf.strings.substr(data, 0, len(m)), m) for k, m in _MAGIC.items()}
+    known = prefix["jpeg"] | prefix["png"] | prefix["gif"] | prefix["bmp"]
+    checks = [
+        tf.debugging.assert_greater_equal(
+            length, 26, message="image_bytes: too short to be a JPEG, PNG, BMP or GIF image"
+        ),
+        tf.debugging.Assert(known, ["image_bytes: not a JPEG, PNG, BMP or GIF image"]),
+    ]
+    with tf.control_dependencies(checks):
+        data = tf.identity(data)
+    head = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 0, 26), tf.uint8), tf.int64)
+
+    def jpeg_pixels():
+        shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
+        return shape[0] * shape[1]
+
+    pixels = tf.case(
+        [
+            (prefix["png"], lambda: _be32(head, 16) * _be32(head, 20)),
+            (prefix["gif"], lambda: _le(head, 6, 2) * _le(head, 8, 2)),
+            (prefix["bmp"], lambda: tf.abs(_le(head, 18, 4) * _le(head, 22, 4))),
+        ],
+        default=jpeg_pixels,
+        exclusive=True,
+    )
+    size_check = tf.debugging.assert_less_equal(
+        pixels, tf.constant(max_pixels, tf.int64),
+        message=f"image_bytes: image has too many pixels (limit max_pixels={max_pixels})",
+    )
+    with tf.control_dependencies([size_check]):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    if channels == 1:
+        image = tf.image.rgb_to_grayscale(image)
+    image = tf.image.resize(tf.cast(image, tf.float32), size)
+    return tf.ensure_shape(image, tuple(size) + (channels,))
+
+
+def _next_version(base_dir: str) -> int:
+    versions = [int(d) for d in os.listdir(base_dir) if d.isdigit()] if os.path.isdir(base_dir) else []
+    return max(versions, default=0) + 1
+
+
+def export_saved_model(
+    model: keras.Model,
+    base_dir: str,
+    version: int | None = None,
+    class_names: list[str] | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    top_k: int = 5,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    overwrite: bool = False,
+) -> str:
+    """Exports `model` as `base_dir/<version>/` for TF Serving; returns that path.
+
+    Args:
+        model: a Keras model from raw 0-255 pixels to class probabilities.
+        base_dir: the model's folder, e.g. `"savedmodels/crnn"`.
+        version: an integer; defaults to the next free one.
+        class_names: one per class (written to `assets/labels.txt`);
+            defaults to `"0"`, `"1"`, ...
+        image_size: input `(height, width)`; required where the model's is
+            not fixed, and otherwise must agree with it.
+        top_k: how many top classes the signatures return (capped at K).
+        max_pixels: decoded images larger than this are refused.
+        overwrite: replace an existing `version`.
+    """
+    num_classes = model.output_shape[-1]
+    _, height, width, channels = model.input_shape
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    if image_size is None:
+        if height is None or width is None:
+            raise ValueError("The model's input size is not fixed; pass image_size=(height, width).")
+        image_size = (height, width)
+    elif height is not None and tuple(image_size) != (height, width):
+        raise ValueError(f"image_size={tuple(image_size)} disagrees with the model's input {(height, width)}.")
+    class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+    if len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class names for a model with {num_classes} classes.")
+    if any("\n" in name for name in class_names):
+        raise ValueError("Class names must not contain newlines.")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        raise ValueError(f"`version` must be a positive integer, got {version!r}.")
+    k = max(1, min(top_k, num_classes))
+
+    os.makedirs(base_dir, exist_ok=True)
+    staging = os.path.join(base_dir, f".tmp-export-{uuid.uuid4().hex}")
+    labels_dir = tempfile.mkdtemp(prefix="crnn-labels-")
+    try:
+        labels_path = os.path.join(labels_dir, "labels.txt")
+        with open(labels_path, "w", encoding="utf-8") as f:
+            f.write("\n".join(class_names) + "\n")
+        serving_model = portable_clone(model)
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                labels_path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+                tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+            ),
+            default_value="",
+        )
+
+        def outputs(images):
+            probs = tf.cast(serving_model(images, training=False), tf.float32)
+            scores, classes = tf.math.top_k(probs, k=k)
+            return {
+                "probabilities": probs,
+                "top_k_scores": scores,
+                "top_k_classes": classes,
+                "top_k_labels": table.lookup(tf.cast(classes, tf.int64)),
+            }
+
+        def serve_bytes(image_bytes):
+            images = tf.map_fn(
+                lambda b: _decode_one(b, channels, image_size, max_pixels), image_bytes,
+                fn_output_signature=tf.TensorSpec(tuple(image_size) + (channels,), tf.float32),
+            )
+            return outputs(images)
+
+        def serve_tensor(images):
+            images = tf.cast(images, tf.float32)
+            if (height, width) != tuple(image_size):
+                images = tf.image.resize(images, image_size)
+            return outputs(images)
+
+        archive = keras.export.ExportArchive()
+        archive.track(serving_model)
+        archive.track(table)
+        archive.add_endpoint(
+            "serving_default", serve_bytes,
+            input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
+        )
+        archive.add_endpoint(
+            "serve_tensor", serve_tensor,
+            input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32, name="images")],
+        )
+        archive.write_out(staging, verbose=False)
+        return _publish(staging, base_dir, version, overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(labels_dir, ignore_errors=True)
+
+
+def _publish(staging: str, base_dir: str, version: int | None, overwrite: bool) -> str:
+    """Renames the staged export into place as an integer version."""
+    if version is not None:
+        target = os.path.join(base_dir, str(version))
+        if os.path.exists(target):
+            if not overwrite:
+                raise FileExistsError(
+                    f"Version {version} already exists in {base_dir!r}; pass overwrite=True "
+                    "or leave version unset for the next free one."
+                )
+            trash = os.path.join(base_dir, f".tmp-old-{uuid.uuid4().hex}")
+            os.rename(target, trash)
+            os.rename(staging, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.rename(staging, target)
+        return target
+    for _ in range(100):
+        # Concurrent exporters may pick the same number: renaming onto a version
+        # that another one just published fails, and we try the next number.
+        target = os.path.join(base_dir, str(_next_version(base_dir)))
+        try:
+            os.rename(staging, target)
+            return target
+        except OSError:
+            continue
+    raise RuntimeError(f"Could not claim a free version number in {base_dir!r}.")
+
+
+def export_run(path: str, base_dir: str, version: int | None = None, **kwargs) -> str:
+    """Exports a run directory's best (else last) model, or a `.keras` file,
+    with the class names the run recorded."""
+    from crnn_keras.training.run_dir import class_names_near, find_model
+
+    model_path = find_model(path)
+    model = keras.saving.load_model(model_path, safe_mode=True)
+    names = class_names_near(model_path, model.output_shape[-1])
+    return export_saved_model(model, base_dir, version=version, class_names=names, **kwargs)
