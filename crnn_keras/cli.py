@@ -136,6 +136,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from crnn_keras.export import export_run
+
+    base_dir = os.path.join(args.base_dir, args.name)
+    path = export_run(args.model, base_dir, version=args.version, top_k=args.top_k,
+                      overwrite=args.overwrite, image_size=args.image_size)
+    print(f"Exported {args.model} to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crnn-keras", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5)
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("export", help="export a SavedModel for TF Serving")
+    p.add_argument("model", help="run directory or .keras file")
+    p.add_argument("--name", required=True, help="model name: savedmodels/<name>/<version>")
+    p.add_argument("--base-dir", default="savedmodels")
+    p.add_argument("--version", type=int)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--image-size", type=int)
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("demo", help="C-RNN vs CNN baseline on the built-in task, then export")
     p.add_argument("--config", help="YAML or JSON config file for both runs")
     p.add_argument("--dataset", default=None)
@@ -174,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as err:
+    except (ValueError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from crnn_keras.training import TrainConfig, make_config
+from crnn_keras.cli import main
+
+
+def test_defaults_are_valid():
+    config = TrainConfig().validate()
+    assert config.dataset == "builtin:rooks" and config.strategy == "mirrored"
+
+
+def test_file_then_flags(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 3\noptimizer: sgd\nsweep: {units: 8}\n")
+    config = make_config(str(path), epochs=7, learning_rate=None)
+    assert config.epochs == 7 and config.optimizer == "sgd" and config.sweep == {"units": 8}
+    config.save(str(tmp_path / "out.json"))
+    assert json.loads((tmp_path / "out.json").read_text())["epochs"] == 7
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"epoch": 3}, r"unknown key\(s\) \['epoch'\]"),
+        ({"epochs": "3"}, "epochs='3' should be of type"),
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"learning_rate": -1.0}, "learning_rate must be > 0"),
+        ({"optimizer": "rmsprop"}, "unknown optimizer='rmsprop'"),
+        ({"precision": "float8"}, "unknown precision"),
+        ({"warmup_epochs": 9, "epochs": 5}, "warmup_epochs"),
+        ({"preset": "huge"}, "unknown preset='huge'"),
+        ({"augment": "yes"}, "augment='yes'"),
+    ],
+)
+def test_bad_configs_fail_before_any_work(data, message, tmp_path):
+    data.setdefault("output_dir", str(tmp_path / "run"))
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict(data)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_reports_bad_config(capsys, tmp_path):
+    assert main(["train", "--epochs", "0", "--output-dir", str(tmp_path / "r")]) == 2
+    assert "epochs must be >= 1" in capsys.readouterr().err
