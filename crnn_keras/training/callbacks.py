@@ -83,14 +83,16 @@ def run_callbacks(run_dir: str, initial_epoch: int) -> list[keras.callbacks.Call
     history_csv = os.path.join(run_dir, "history.csv")
     truncate_history(history_csv, initial_epoch)
     best = best_so_far(history_csv, "val_accuracy")
+    # The backup is the commit point of an epoch, so it runs last: a crash before
+    # it repeats the epoch, and the history rows it logged are dropped on resume.
     return [
         keras.callbacks.TerminateOnNaN(),
-        AtomicBackupAndRestore(os.path.join(run_dir, "backup")),
+        keras.callbacks.CSVLogger(history_csv, append=True),
         keras.callbacks.ModelCheckpoint(
             os.path.join(run_dir, "best.keras"), monitor="val_accuracy", mode="max",
             save_best_only=True, initial_value_threshold=best,
         ),
         keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "last.keras")),
-        keras.callbacks.CSVLogger(history_csv, append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
+        AtomicBackupAndRestore(os.path.join(run_dir, "backup")),
     ]
