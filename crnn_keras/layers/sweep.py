@@ -112,7 +112,7 @@ class RowSweep(keras.layers.Layer):
     Example:
 
     >>> x = keras.random.normal((2, 5, 7, 3))
-    >>> RowSweep(4)(x).shape
+    >>> tuple(RowSweep(4)(x).shape)
     (2, 5, 7, 8)
     """
 
@@ -226,7 +226,7 @@ class ColumnSweep(RowSweep):
     Example:
 
     >>> x = keras.random.normal((2, 5, 7, 3))
-    >>> ColumnSweep(4, cell="gru", merge_mode="sum")(x).shape
+    >>> tuple(ColumnSweep(4, cell="gru", merge_mode="sum")(x).shape)
     (2, 5, 7, 4)
     """
 
@@ -258,9 +258,9 @@ class SpatialSweep2D(keras.layers.Layer):
     Example:
 
     >>> x = keras.random.normal((2, 6, 6, 3))
-    >>> SpatialSweep2D(8)(x).shape
+    >>> tuple(SpatialSweep2D(8)(x).shape)
     (2, 6, 6, 16)
-    >>> SpatialSweep2D(8, order="parallel", parallel_merge="concat")(x).shape
+    >>> tuple(SpatialSweep2D(8, order="parallel", parallel_merge="concat")(x).shape)
     (2, 6, 6, 32)
     """
 

@@ -203,7 +203,12 @@ def build_cnn_baseline(
         # The count is linear in the block's filters: conv, BN and the head's fan-in.
         base = count(1)
         per_filter = count(2) - base
-        filters = max(1, math.floor((target - base) / per_filter + 1.5))
+        filters = math.floor((target - base) / per_filter + 1.5)
+        if filters < 1:
+            raise ValueError(
+                f"The baseline with a 1-filter block already has {base} parameters, more "
+                f"than match_params={target}; no conv block can match it."
+            )
         features = conv_block(features, filters, name="match_block")
     outputs = _apply_head(features, num_classes, config["head"])
     return keras.Model(inputs, outputs, name=name)
