@@ -58,7 +58,7 @@ def test_errors_are_mapped(server):
     assert err.value.status == 404
     with pytest.raises(TFServingError, match="404"):
         TFServingClient(url, "rooks", version=7).status()
-    with pytest.raises(TFServingError, match="400.*not a JPEG, PNG, BMP or GIF"):
+    with pytest.raises(TFServingError, match="(?s)400.*not a JPEG, PNG, BMP or GIF"):
         TFServingClient(url, "rooks").predict([b"this is not an image, only some text here"])
     with pytest.raises(TFServingConnectionError, match="Cannot reach"):
         TFServingClient("http://127.0.0.1:9", "rooks", timeout=2).status()
