@@ -84,6 +84,9 @@ class TrainConfig:
             fail(f"image_size must be >= 8, got {self.image_size}.")
         if self.channels not in (None, 1, 3):
             fail(f"channels must be 1 or 3, got {self.channels}.")
+        if self.strategy == "multi_worker" and (self.precision != "float32" or self.xla):
+            fail("strategy='multi_worker' runs a custom loop in float32 without XLA; "
+                 "set precision='float32' and xla=false.")
         from crnn_keras.models import list_presets
 
         if self.preset not in list_presets():

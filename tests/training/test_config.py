@@ -32,6 +32,7 @@ def test_file_then_flags(tmp_path):
         ({"warmup_epochs": 9, "epochs": 5}, "warmup_epochs"),
         ({"preset": "huge"}, "unknown preset='huge'"),
         ({"augment": "yes"}, "augment='yes'"),
+        ({"strategy": "multi_worker", "precision": "mixed_float16"}, "multi_worker.*float32"),
     ],
 )
 def test_bad_configs_fail_before_any_work(data, message, tmp_path):
