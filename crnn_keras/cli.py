@@ -146,6 +146,43 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(text: str) -> int | float:
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
+    """`NAME=VALUE` pairs. For `--range`, `LOW:HIGH[:STEP]` is a range and a
+    JSON list is a set of choices."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{flag} takes NAME=VALUE, got {item!r}.")
+        if flag == "--range" and ":" in value:
+            try:
+                out[key] = tuple(_number(v) for v in value.split(":"))
+            except ValueError as err:
+                raise ValueError(f"{flag} {item!r}: a range is LOW:HIGH[:STEP] of numbers.") from err
+        else:
+            out[key] = _parse_json_or_str(value)
+    return out
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from crnn_keras.training import get_strategy
+    from crnn_keras.tuning import run_search
+
+    config = _config_from_args(args)
+    strategy = get_strategy(args.distribution_strategy) if args.distribution_strategy else None
+    result = run_search(config, tuner=args.tuner, max_trials=args.max_trials,
+                        fixed=_pairs(args.fix, "--fix"), ranges=_pairs(args.range, "--range"),
+                        distribution_strategy=strategy, export_name=args.export, overwrite=args.overwrite)
+    print(json.dumps(result, indent=2, default=str))
+    if result.get("failed"):
+        print(f"warning: {result['failed']} trial(s) failed", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crnn-keras", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML or JSON config file; flags override it")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tune", help="Keras Tuner search over the C-RNN design space")
+    p.add_argument("--config", help="YAML or JSON base training config; flags override it")
+    p.add_argument("--tuner", default="random", choices=["random", "hyperband", "bayesian"])
+    p.add_argument("--max-trials", type=int, default=10)
+    p.add_argument("--fix", action="append", metavar="NAME=VALUE", help="pin a hyperparameter")
+    p.add_argument("--range", action="append", metavar="NAME=JSON",
+                   help="narrow one: LOW:HIGH[:STEP], or a JSON list of choices")
+    p.add_argument("--distribution-strategy", choices=["mirrored", "default"])
+    p.add_argument("--export", metavar="NAME", help="export the best model to savedmodels/NAME")
+    p.add_argument("--overwrite", action="store_true", help="start the search afresh")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("evaluate", help="top-1/top-5, per-class accuracy, confusion matrix")
     p.add_argument("model", help="run directory or .keras file")
