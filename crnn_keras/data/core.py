@@ -56,14 +56,14 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     """`"scheme:name?key=value&..."` -> `(scheme, name, options)`."""
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"A dataset spec must be a non-empty string, got {spec!r}.")
-    scheme, _, rest = spec.partition(":")
+    base, _, query = spec.partition("?")
+    scheme, _, name = base.partition(":")
     if scheme not in SCHEMES:
         raise ValueError(
             f"Unknown dataset scheme {scheme!r} in {spec!r}. Expected one of "
             + ", ".join(f"'{s}:...'" for s in SCHEMES)
             + f", e.g. {DEFAULT_SPEC!r}, 'tfds:cifar10', 'folder:/data/indoor67', 'fashion_mnist'."
         )
-    name, _, query = rest.partition("?")
     options = {}
     for item in filter(None, query.split("&")):
         key, sep, value = item.partition("=")

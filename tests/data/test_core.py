@@ -11,6 +11,7 @@ def test_parse_spec():
         "tfds", "sun397/standard-part1-120k", {"data_dir": "/d"}
     )
     assert parse_spec("fashion_mnist") == ("fashion_mnist", "", {})
+    assert parse_spec("fashion_mnist?validation_size=0") == ("fashion_mnist", "", {"validation_size": "0"})
 
 
 @pytest.mark.parametrize("spec", ["imagenet:foo", "", "cifar10", "s3://bucket"])

@@ -1,0 +1,73 @@
+"""Shared benchmark helpers: fixed threads, timing, tables, JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+
+
+def fix_threads() -> None:
+    """Pins TF (and torch, if used) to THREADS intra-op and 1 inter-op thread."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def time_calls(fn, warmup: int = 3, repeats: int = 20) -> list[float]:
+    """Seconds per call of `fn` (after `warmup` calls)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def median(times: list[float]) -> float:
+    return statistics.median(times)
+
+
+def run_child(module: str, *args: str) -> dict:
+    """Runs `python -m benchmarks.<module> args` in a fresh process (own peak memory)."""
+    out = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], capture_output=True,
+                         text=True, check=False, cwd=os.path.dirname(os.path.dirname(__file__)))
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
+    print("  ".join(c.rjust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(_fmt(r.get(c)).rjust(widths[c]) for c in columns))
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return "-" if value is None else str(value)
+
+
+def write_json(name: str, data) -> str:
+    os.makedirs("benchmarks/results", exist_ok=True)
+    path = os.path.join("benchmarks/results", f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2)
+    return path

@@ -1,0 +1,80 @@
+"""Time-to-accuracy on real Fashion-MNIST, on this machine's CPU.
+
+    python -m benchmarks.fashion_mnist [--epochs 30] [--models crnn,cnn_baseline]
+
+Trains preset `crnn_fashion_mnist` and its parameter-matched CNN baseline on
+the 60k training images (no validation hold-out), evaluates on the 10k test
+images after every epoch, and reports the minutes until test accuracy first
+reaches 0.93, the final test accuracy and the parameter count. Needs the
+Fashion-MNIST files (Debian's `dataset-fashion-mnist`, or CRNN_DATA_DIR).
+
+Reference points (Fashion-MNIST README): 2 Conv <100K params 0.925;
+2 Conv + pool + BN 0.934; DenseNet-BC 768K params 0.954.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from benchmarks.common import THREADS, fix_threads, print_table, write_json
+
+fix_threads()
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from crnn_keras.data import load_dataset  # noqa: E402
+from crnn_keras.training import TrainConfig  # noqa: E402
+from crnn_keras.training.train import build_model, compile_model  # noqa: E402
+
+TARGET = 0.93
+
+
+class TestAccuracyClock(keras.callbacks.Callback):
+    def __init__(self, test):
+        super().__init__()
+        self.test, self.start, self.curve, self.reached = test, time.time(), [], None
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = self.model.evaluate(self.test, verbose=0, return_dict=True)["accuracy"]
+        minutes = (time.time() - self.start) / 60
+        self.curve.append((epoch + 1, round(minutes, 2), accuracy))
+        print(f"epoch {epoch + 1}: test accuracy {accuracy:.4f} at {minutes:.1f} min", flush=True)
+        if self.reached is None and accuracy >= TARGET:
+            self.reached = minutes
+
+
+def run(model_kind: str, epochs: int, batch: int) -> dict:
+    config = TrainConfig(dataset="fashion_mnist?validation_size=0", model=model_kind,
+                         preset="crnn_fashion_mnist", epochs=epochs, batch_size=batch,
+                         learning_rate=2e-3, weight_decay=5e-4, augment=True, translate=0.1,
+                         label_smoothing=0.1).validate()
+    one_hot = lambda x, y: (x, tf.one_hot(y, 10))  # noqa: E731
+    train, info = load_dataset(config.dataset, "train", batch_size=batch, augment=True, translate=0.1,
+                               epochs=epochs)
+    test, _ = load_dataset(config.dataset, "test", batch_size=256)
+    steps = -(-info.splits["train"] // batch)
+    keras.utils.set_random_seed(0)
+    model = build_model(config, info)
+    compile_model(model, config, steps, 10)
+    clock = TestAccuracyClock(test.map(one_hot))
+    model.fit(train.map(one_hot), epochs=epochs, steps_per_epoch=steps, callbacks=[clock], verbose=2)
+    return {"model": model_kind, "params": model.count_params(), "minutes_to_0.93": clock.reached,
+            "final_test_accuracy": clock.curve[-1][2], "total_minutes": clock.curve[-1][1],
+            "curve": clock.curve}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--models", default="crnn,cnn_baseline")
+    args = parser.parse_args()
+    rows = [run(kind, args.epochs, args.batch_size) for kind in args.models.split(",")]
+    print(f"Fashion-MNIST, {args.epochs} epochs, batch {args.batch_size}, {THREADS} threads")
+    print_table(rows, ["model", "params", "minutes_to_0.93", "final_test_accuracy", "total_minutes"])
+    print("written to", write_json("fashion_mnist", rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The sweep layer alone, for each implementation choice, and its scaling.
+
+    python -m benchmarks.sweep            # choices at 8x8x64, batch 64
+    python -m benchmarks.sweep --scaling  # map sizes 8x8 .. 64x64
+
+Forward + backward time of `SpatialSweep2D(64)` (rows then columns). Scaling
+reports time per map position (flat means linear in H*W) and the sequential
+depth (H + W steps for rows then columns).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks.common import THREADS, fix_threads, median, print_table, time_calls, write_json
+
+fix_threads()
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from crnn_keras.layers import SpatialSweep2D  # noqa: E402
+
+
+def measure(layer, shape, jit=False, repeats=10):
+    x = tf.random.normal(shape)
+    layer(x)
+
+    @tf.function(jit_compile=jit)
+    def step(x):
+        with tf.GradientTape() as tape:
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * y)
+        return tape.gradient(loss, layer.trainable_variables)
+
+    return median(time_calls(lambda: step(x), warmup=2, repeats=repeats))
+
+
+def choices(batch=64, size=8, channels=64, units=64):
+    shape = (batch, size, size, channels)
+    cases = [
+        ("lstm, batched reshape (default)", SpatialSweep2D(units), False),
+        ("lstm, unroll=True", SpatialSweep2D(units, unroll=True), False),
+        ("lstm, XLA", SpatialSweep2D(units), True),
+        ("lstm, unroll=True + XLA", SpatialSweep2D(units, unroll=True), True),
+        ("gru", SpatialSweep2D(units, cell="gru"), False),
+        ("keras.layers.RNN(LSTMCell)", SpatialSweep2D(units, cell=keras.layers.LSTMCell(units)), False),
+        ("simple_rnn", SpatialSweep2D(units, cell="simple_rnn"), False),
+    ]
+    rows = []
+    for name, layer, jit in cases:
+        try:
+            seconds = measure(layer, shape, jit)
+            rows.append({"choice": name, "ms_fwd_bwd": 1000 * seconds})
+        except Exception as err:  # e.g. XLA unavailable.
+            rows.append({"choice": name, "error": str(err).splitlines()[0][:60]})
+    base = rows[0].get("ms_fwd_bwd")
+    for r in rows:
+        if r.get("ms_fwd_bwd") and base:
+            r["vs_default"] = r["ms_fwd_bwd"] / base
+    print(f"SpatialSweep2D({units}) fwd+bwd, input {shape}, {THREADS} threads")
+    print_table(rows, ["choice", "ms_fwd_bwd", "vs_default", "error"])
+    print("written to", write_json("sweep_choices", rows))
+
+
+def scaling(batch=16, channels=32, units=32):
+    rows = []
+    for size in (8, 16, 32, 64):
+        seconds = measure(SpatialSweep2D(units), (batch, size, size, channels), repeats=5)
+        rows.append({"map": f"{size}x{size}", "positions": size * size, "depth_steps": 2 * size,
+                     "ms": 1000 * seconds, "us_per_position": 1e6 * seconds / (batch * size * size)})
+    print(f"SpatialSweep2D({units}) fwd+bwd, batch {batch}, {channels} channels, {THREADS} threads")
+    print_table(rows, ["map", "positions", "depth_steps", "ms", "us_per_position"])
+    print("written to", write_json("sweep_scaling", rows))
+
+
+if __name__ == "__main__":
+    scaling() if "--scaling" in sys.argv else choices()
