@@ -57,3 +57,18 @@ def test_random_search_reload_and_best_config_round_trip(tmp_path):
 
     info = DatasetInfo("", 2, ["0", "1"], (32, 32, 3), {})
     assert build_model(again, info).count_params() == hm.build(best_hp).count_params()
+
+
+def test_search_under_mirrored_strategy(tmp_path):
+    from crnn_keras.training import get_strategy
+
+    train, _ = load_dataset(DATASET, "train", batch_size=32)
+    hm = CRNNHyperModel(2, (32, 32, 3), fixed={"units": 8, "backbone_width": 8, "blocks": 1,
+                                               "convs_per_stage": 1})
+    strategy = get_strategy("mirrored")
+    tuner = keras_tuner.RandomSearch(hm, objective="loss", max_trials=1, directory=str(tmp_path),
+                                     distribution_strategy=strategy)
+    tuner.search(_one_hot(train), epochs=1, verbose=0)
+    (trial,) = tuner.oracle.trials.values()
+    assert trial.status == "COMPLETED" and trial.score is not None
+    assert isinstance(tuner.distribution_strategy, tf.distribute.MirroredStrategy)
