@@ -27,25 +27,30 @@ APPLICATIONS: dict[str, str] = {
 BACKBONE_TYPES = ("conv", "alexnet", "application")
 
 
-def _conv_bn_relu(x, filters, kernel_size, name, strides=1, padding="same"):
+def _conv_bn_relu(x, filters, kernel_size, name, strides=1, padding="same", sync_batch_norm=False):
     x = keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv"
     )(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    # synchronized: statistics over the global batch of all replicas.
+    x = keras.layers.BatchNormalization(synchronized=sync_batch_norm, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
-def conv_block(x, filters: int, name: str):
+def conv_block(x, filters: int, name: str, sync_batch_norm: bool = False):
     """One 3x3 conv + BN + ReLU; also the baseline's parameter-matching block."""
-    return _conv_bn_relu(x, filters, 3, name)
+    return _conv_bn_relu(x, filters, 3, name, sync_batch_norm=sync_batch_norm)
 
 
-def _conv_backbone(x, filters=(32, 64), convs_per_stage=2, pool="max"):
-    """VGG-style stages: `convs_per_stage` 3x3 convs, then 2x2 pooling."""
+def _conv_backbone(x, filters=(32, 64), convs_per_stage=2, pool="max", sync_batch_norm=False):
+    """VGG-style stages: `convs_per_stage` 3x3 convs, then 2x2 pooling.
+
+    `sync_batch_norm=True` makes batch norm use the global batch under a
+    distribution strategy, so that N replicas train the same model as one.
+    """
     x = PixelScaling("unit", name="pixel_scaling")(x)
     for stage, stage_filters in enumerate(filters, start=1):
         for i in range(1, convs_per_stage + 1):
-            x = conv_block(x, stage_filters, name=f"stage{stage}_{i}")
+            x = conv_block(x, stage_filters, name=f"stage{stage}_{i}", sync_batch_norm=sync_batch_norm)
         pool_layer = keras.layers.MaxPooling2D if pool == "max" else keras.layers.AveragePooling2D
         x = pool_layer(2, name=f"stage{stage}_pool")(x)
     return x

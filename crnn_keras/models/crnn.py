@@ -196,8 +196,10 @@ def build_cnn_baseline(
         if not isinstance(target, int) or target <= 0:
             raise ValueError(f"`match_params` must be a positive int or a model, got {match_params!r}.")
 
+        sync = bool(config["backbone"].get("sync_batch_norm", False))
+
         def count(filters: int) -> int:
-            block = conv_block(features, filters, name="match_block")
+            block = conv_block(features, filters, name="match_block", sync_batch_norm=sync)
             return keras.Model(inputs, _apply_head(block, num_classes, config["head"])).count_params()
 
         # The count is linear in the block's filters: conv, BN and the head's fan-in.
@@ -209,6 +211,6 @@ def build_cnn_baseline(
                 f"The baseline with a 1-filter block already has {base} parameters, more "
                 f"than match_params={target}; no conv block can match it."
             )
-        features = conv_block(features, filters, name="match_block")
+        features = conv_block(features, filters, name="match_block", sync_batch_norm=sync)
     outputs = _apply_head(features, num_classes, config["head"])
     return keras.Model(inputs, outputs, name=name)

@@ -115,3 +115,13 @@ def test_bad_arguments_raise(call, message):
 
 def test_presets_are_listed():
     assert {"crnn_paper", "crnn_small", "crnn_tiny"} <= set(list_presets())
+
+
+def test_sync_batch_norm_option_reaches_every_batch_norm():
+    crnn = build_crnn(3, preset="crnn_tiny", backbone={"sync_batch_norm": True})
+    base = build_cnn_baseline(3, preset="crnn_tiny", backbone={"sync_batch_norm": True}, match_params=crnn)
+    for model in (crnn, base):
+        norms = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+        assert norms and all(l.synchronized for l in norms)
+    assert not any(l.synchronized for l in build_crnn(3, preset="crnn_tiny").layers
+                   if isinstance(l, keras.layers.BatchNormalization))

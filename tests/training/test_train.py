@@ -59,7 +59,8 @@ def test_mirrored_strategy_with_two_replicas_matches_one(tmp_path):
         for name, strategy, batch in (("two", "mirrored", 16), ("one", "default", 32)):
             m = train(dict(dataset="{SMALL}", output_dir=sys.argv[1] + "/" + name, epochs=1,
                            batch_size=batch, strategy=strategy, sweep={{"units": 8}}, verbose=0,
-                           optimizer="sgd", learning_rate=0.01, schedule="constant"))
+                           optimizer="sgd", learning_rate=0.01, schedule="constant",
+                           backbone={{"sync_batch_norm": True}}))
             out[name] = m
         print(json.dumps({{k: [v["replicas"], v["accuracy"]] for k, v in out.items()}}))
     """)
@@ -72,10 +73,10 @@ def test_mirrored_strategy_with_two_replicas_matches_one(tmp_path):
 
     a = keras.saving.load_model(tmp_path / "two" / "last.keras")
     b = keras.saving.load_model(tmp_path / "one" / "last.keras")
-    # Same global batch (2 x 16 = 32), same data order: same weights up to float noise
-    # (BN statistics are per replica, so they differ slightly).
-    for wa, wb in zip(a.trainable_weights, b.trainable_weights):
-        np.testing.assert_allclose(wa.numpy(), wb.numpy(), atol=2e-3)
+    # Same global batch (2 x 16 = 32), data order and (synchronized) batch-norm
+    # statistics: the same weights up to float noise.
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_allclose(wa.numpy(), wb.numpy(), atol=1e-5)
 
 
 TRAIN_SCRIPT = """
