@@ -1,0 +1,69 @@
+"""The `crnn-keras` subcommands over one tiny trained run."""
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crnn_keras.cli import main
+from crnn_keras.data.builtin import generate
+
+DATASET = "builtin:rooks?train_size=64&validation_size=32&test_size=32"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--dataset", DATASET, "--epochs", "1", "--batch-size", "32", "--sweep",
+                 '{"units": 8}', "--output-dir", str(out), "--verbose", "0"]) == 0
+    return out
+
+
+def test_evaluate_prints_metrics_and_confusion(run_dir, capsys, tmp_path):
+    assert main(["evaluate", str(run_dir), "--output", str(tmp_path / "m.json")]) == 0
+    out = capsys.readouterr().out
+    assert "top-1 accuracy" in out and "top-2 accuracy" in out and "confusion matrix" in out
+    assert "safe" in out and "attacking" in out
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["num_examples"] == 32 and np.array(metrics["confusion_matrix"]).sum() == 32
+
+
+def test_predict_gives_top_k_labels(run_dir, capsys, tmp_path):
+    images, _ = generate("rooks", "test", 2, seed=3)
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(str(tmp_path / f"{i}.jpg"))
+        Image.fromarray(image).save(paths[-1], quality=95)
+    assert main(["predict", str(run_dir / "best.keras"), *paths, "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    for line, path in zip(lines, paths):
+        assert line.startswith(path + ": ")
+        labels = [part.split()[0] for part in line.split(": ", 1)[1].split(", ")]
+        assert sorted(labels) == ["attacking", "safe"]
+
+
+def test_predict_bad_image_is_a_clear_error(run_dir, capsys, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    assert main(["predict", str(run_dir), str(bad)]) == 2
+    assert "Cannot decode" in capsys.readouterr().err
+
+
+def test_export_cli_versions(run_dir, tmp_path, capsys):
+    base = str(tmp_path / "sm")
+    for _ in range(2):
+        assert main(["export", str(run_dir), "--name", "rooks", "--base-dir", base]) == 0
+    assert sorted(os.listdir(os.path.join(base, "rooks"))) == ["1", "2"]
+    assert main(["export", str(run_dir), "--name", "rooks", "--base-dir", base, "--version", "1"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    labels = open(os.path.join(base, "rooks", "2", "assets", "labels.txt")).read().split()
+    assert labels == ["safe", "attacking"]
+
+
+def test_missing_run_dir(capsys, tmp_path):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "no best.keras or last.keras" in capsys.readouterr().err
