@@ -81,7 +81,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise SystemExit("error: pass --dataset SPEC (no run config to read it from).")
     ds, info = load_dataset(dataset, args.split, image_size=image_size, channels=channels,
                             batch_size=args.batch_size, shuffle=False)
-    metrics = evaluate_model(model, ds, info.class_names)
+    metrics = evaluate_model(model, ds, info.class_names, verbose=1)
     k = min(5, info.num_classes)
     print(f"{dataset} [{args.split}] {metrics['num_examples']} examples")
     print(f"top-1 accuracy: {metrics['accuracy']:.4f}   top-{k} accuracy: {metrics[f'top{k}_accuracy']:.4f}")

@@ -9,12 +9,16 @@ import numpy as np
 import tensorflow as tf
 
 
-def predict_dataset(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+def predict_dataset(model: keras.Model, dataset: tf.data.Dataset,
+                    verbose: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """`(probabilities (N, K), labels (N,))` over a dataset of `(images, int labels)`."""
     probs, labels = [], []
+    steps = int(dataset.cardinality())
+    progress = keras.utils.Progbar(steps if steps > 0 else None, verbose=verbose, unit_name="batch")
     for images, batch_labels in dataset:
         probs.append(np.asarray(model(images, training=False), np.float32))
         labels.append(batch_labels.numpy())
+        progress.add(1)
     if not probs:
         raise ValueError("The evaluation dataset is empty.")
     return np.concatenate(probs), np.concatenate(labels).astype(np.int64)
@@ -42,9 +46,10 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, class_names: l
     }
 
 
-def evaluate_model(model: keras.Model, dataset: tf.data.Dataset, class_names: list[str]) -> dict[str, Any]:
+def evaluate_model(model: keras.Model, dataset: tf.data.Dataset, class_names: list[str],
+                   verbose: int = 0) -> dict[str, Any]:
     """Top-1, top-5 (or top-K for fewer classes), per-class accuracy, confusion matrix."""
-    probs, labels = predict_dataset(model, dataset)
+    probs, labels = predict_dataset(model, dataset, verbose=verbose)
     if probs.shape[1] != len(class_names):
         raise ValueError(
             f"The model predicts {probs.shape[1]} classes but the dataset has "

@@ -165,7 +165,7 @@ def train(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
             )
         else:
             model.load_weights(os.path.join(run_dir, "last.keras"))
-        metrics = evaluate_model(model, test_ds, info.class_names)
+        metrics = evaluate_model(model, test_ds, info.class_names, verbose=1 if config.verbose == 1 else 0)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     metrics.update(
