@@ -162,6 +162,7 @@ def train(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
                 steps_per_epoch=steps,
                 callbacks=run_callbacks(run_dir, initial_epoch),
                 verbose=config.verbose,
+                shuffle=False,  # the pipeline shuffles; Keras 3 warns on Datasets otherwise
             )
         else:
             model.load_weights(os.path.join(run_dir, "last.keras"))
