@@ -71,3 +71,43 @@ def write_json(name: str, data) -> str:
     with open(path, "w") as f:
         json.dump(data, f, indent=2)
     return path
+
+
+def forward_macs(model) -> int:
+    """Multiply-adds of one image's forward pass, counted from kernel sizes.
+
+    Conv2D: output positions x kernel size. Dense: input positions x kernel
+    size. A sweep layer: map positions x the sizes of its input and recurrent
+    kernels (each position is one step of each directional RNN). Other layers
+    (batch norm, pooling, activations) are not counted. Needs static shapes.
+    """
+    import math
+
+    import keras
+
+    from crnn_keras.layers import RowSweep, SpatialSweep2D
+
+    def kernels(layer) -> int:
+        return sum(math.prod(w.shape) for w in layer.weights if w.name in ("kernel", "recurrent_kernel"))
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += forward_macs(layer)
+        elif isinstance(layer, (RowSweep, SpatialSweep2D)):
+            total += math.prod(layer.input.shape[1:3]) * kernels(layer)
+        elif isinstance(layer, keras.layers.Conv2D):
+            total += math.prod(layer.output.shape[1:3]) * kernels(layer)
+        elif isinstance(layer, keras.layers.Dense):
+            total += math.prod(layer.input.shape[1:-1]) * kernels(layer)
+    return total
+
+
+def matmul_peak_gflops(n: int = 1024) -> float:
+    """Float32 GFLOP/s of a large TF matmul on THREADS threads: the machine's practical peak."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    seconds = median(time_calls(lambda: tf.linalg.matmul(a, b).numpy(), warmup=2, repeats=10))
+    return 2 * n**3 / seconds / 1e9

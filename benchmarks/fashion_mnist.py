@@ -5,7 +5,8 @@
 Trains preset `crnn_fashion_mnist` and its parameter-matched CNN baseline on
 the 60k training images (no validation hold-out), evaluates on the 10k test
 images after every epoch, and reports the minutes until test accuracy first
-reaches 0.93, the final test accuracy and the parameter count. Needs the
+reaches 0.93 (training time; the per-epoch test pass is not counted), the
+final test accuracy and the parameter count. Needs the
 Fashion-MNIST files (Debian's `dataset-fashion-mnist`, or CRNN_DATA_DIR).
 
 Reference points (Fashion-MNIST README): 2 Conv <100K params 0.925;
@@ -33,24 +34,31 @@ TARGET = 0.93
 class TestAccuracyClock(keras.callbacks.Callback):
     def __init__(self, test):
         super().__init__()
-        self.test, self.start, self.curve, self.reached = test, time.time(), [], None
+        self.test, self.curve, self.reached = test, [], None
+        self.start, self.paused = None, 0.0
+
+    def on_train_begin(self, logs=None):
+        self.start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
+        # The clock counts training only: the per-epoch test pass is paused out.
+        tick = time.time()
         accuracy = self.model.evaluate(self.test, verbose=0, return_dict=True)["accuracy"]
-        minutes = (time.time() - self.start) / 60
+        minutes = (tick - self.start - self.paused) / 60
+        self.paused += time.time() - tick
         self.curve.append((epoch + 1, round(minutes, 2), accuracy))
         print(f"epoch {epoch + 1}: test accuracy {accuracy:.4f} at {minutes:.1f} min", flush=True)
         if self.reached is None and accuracy >= TARGET:
             self.reached = minutes
 
 
-def run(model_kind: str, epochs: int, batch: int) -> dict:
+def run(model_kind: str, epochs: int, batch: int, learning_rate: float, translate: float) -> dict:
     config = TrainConfig(dataset="fashion_mnist?validation_size=0", model=model_kind,
                          preset="crnn_fashion_mnist", epochs=epochs, batch_size=batch,
-                         learning_rate=2e-3, weight_decay=5e-4, augment=True, translate=0.1,
+                         learning_rate=learning_rate, weight_decay=5e-4, augment=True, translate=translate,
                          label_smoothing=0.1).validate()
     one_hot = lambda x, y: (x, tf.one_hot(y, 10))  # noqa: E731
-    train, info = load_dataset(config.dataset, "train", batch_size=batch, augment=True, translate=0.1,
+    train, info = load_dataset(config.dataset, "train", batch_size=batch, augment=True, translate=translate,
                                epochs=epochs)
     test, _ = load_dataset(config.dataset, "test", batch_size=256)
     steps = -(-info.splits["train"] // batch)
@@ -66,11 +74,14 @@ def run(model_kind: str, epochs: int, batch: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--models", default="crnn,cnn_baseline")
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--translate", type=float, default=0.0)
     args = parser.parse_args()
-    rows = [run(kind, args.epochs, args.batch_size) for kind in args.models.split(",")]
+    rows = [run(kind, args.epochs, args.batch_size, args.learning_rate, args.translate)
+            for kind in args.models.split(",")]
     print(f"Fashion-MNIST, {args.epochs} epochs, batch {args.batch_size}, {THREADS} threads")
     print_table(rows, ["model", "params", "minutes_to_0.93", "final_test_accuracy", "total_minutes"])
     print("written to", write_json("fashion_mnist", rows))

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import sys
 
-from benchmarks.common import THREADS, fix_threads, median, peak_rss_mb, print_table, run_child, time_calls, write_json
+from benchmarks.common import (THREADS, fix_threads, forward_macs, matmul_peak_gflops, median, peak_rss_mb,
+                               print_table, run_child, time_calls, write_json)
 
 BATCH, SIZE, CLASSES = 64, 32, 10
 
@@ -33,7 +34,7 @@ def keras_case(kind: str, xla: bool = False) -> dict:
     train = median(time_calls(lambda: model.train_on_batch(x, y), warmup=3, repeats=15))
     infer = median(time_calls(lambda: model.predict_on_batch(x), warmup=3, repeats=15))
     return {"impl": f"keras_{kind}" + ("_xla" if xla else ""), "params": model.count_params(),
-            "train_img_s": BATCH / train, "infer_img_s": BATCH / infer, "peak_rss_mb": peak_rss_mb()}
+            "forward_macs": forward_macs(model), "train_img_s": BATCH / train, "infer_img_s": BATCH / infer, "peak_rss_mb": peak_rss_mb()}
 
 
 def torch_case() -> dict:
@@ -102,15 +103,29 @@ def torch_case() -> dict:
 def main() -> None:
     if len(sys.argv) > 1:  # Child process: one case.
         case = sys.argv[1]
-        result = torch_case() if case == "torch" else keras_case(case.replace("_xla", ""), case.endswith("_xla"))
+        if case == "peak":
+            fix_threads()
+            result = {"matmul_peak_gflop_s": matmul_peak_gflops()}
+        elif case == "torch":
+            result = torch_case()
+        else:
+            result = keras_case(case.replace("_xla", ""), case.endswith("_xla"))
         print(json.dumps(result))
         return
     rows = [run_child("throughput", case) for case in ("crnn", "cnn", "crnn_xla", "torch")]
+    peak = run_child("throughput", "peak").get("matmul_peak_gflop_s")
     rows = [r for r in rows if "error" not in r] + [r for r in rows if "error" in r]
     by = {r.get("impl"): r for r in rows}
     crnn, cnn, torch = by.get("keras_crnn"), by.get("keras_cnn"), by.get("torch_crnn")
+    macs = crnn["forward_macs"] if crnn else None
+    for r in rows:  # The PyTorch model is the same architecture: the same multiply-adds.
+        r.setdefault("forward_macs", macs)
+        if r.get("forward_macs") and "train_img_s" in r:
+            # Training ~ 3 forward passes (forward, input and weight gradients); 2 FLOPs per MAC.
+            r["train_gflop_s"] = 6 * r["forward_macs"] * r["train_img_s"] / 1e9
     print(f"batch {BATCH}, {SIZE}x{SIZE}x3, 8x8x64 map, 64-unit LSTM sweeps, {THREADS} threads")
-    print_table(rows, ["impl", "params", "train_img_s", "infer_img_s", "peak_rss_mb", "error"])
+    print_table(rows, ["impl", "params", "forward_macs", "train_img_s", "train_gflop_s", "infer_img_s",
+                       "peak_rss_mb", "error"])
     ratios = {}
     if crnn and cnn:
         ratios["crnn_step_time_over_cnn"] = cnn["train_img_s"] / crnn["train_img_s"]
@@ -118,7 +133,13 @@ def main() -> None:
         ratios["crnn_train_throughput_over_torch"] = crnn["train_img_s"] / torch["train_img_s"]
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")
-    print("written to", write_json("throughput", {"rows": rows, "ratios": ratios}))
+    if peak:
+        print(f"float32 matmul peak on {THREADS} threads: {peak:.0f} GFLOP/s")
+        if torch and "train_gflop_s" in torch:
+            need = 4 * torch["train_gflop_s"]
+            print(f"4x PyTorch's training throughput needs {need:.0f} GFLOP/s, "
+                  f"{100 * need / peak:.0f}% of that peak")
+    print("written to", write_json("throughput", {"rows": rows, "ratios": ratios, "matmul_peak_gflop_s": peak}))
 
 
 if __name__ == "__main__":

@@ -59,11 +59,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "head": {"pooling": "avg", "hidden_units": [], "dropout": 0.0},
     },
     "crnn_fashion_mnist": {
-        "description": "For 28x28 grayscale Fashion-MNIST: 6 convs to a 7x7 map, GRU sweeps.",
+        "description": (
+            "For 28x28 grayscale Fashion-MNIST on a CPU: one conv per stage to a 7x7x64 map, "
+            "64-unit LSTM sweeps. Sized so an epoch takes about 2 minutes on 2 cores."
+        ),
         "input_shape": (28, 28, 1),
-        "backbone": {"type": "conv", "filters": [64, 128], "convs_per_stage": 3},
-        "sweep": {"units": 96, "cell": "gru", "order": "rows_then_columns", "blocks": 1},
-        "head": {"pooling": "avg", "hidden_units": [256], "dropout": 0.3},
+        "backbone": {"type": "conv", "filters": [32, 64], "convs_per_stage": 1},
+        "sweep": {"units": 64, "cell": "lstm", "order": "rows_then_columns", "blocks": 1},
+        "head": {"pooling": "avg", "hidden_units": [], "dropout": 0.3},
     },
 }
 
