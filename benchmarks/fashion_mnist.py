@@ -52,13 +52,16 @@ class TestAccuracyClock(keras.callbacks.Callback):
             self.reached = minutes
 
 
-def run(model_kind: str, epochs: int, batch: int, learning_rate: float, translate: float) -> dict:
+def run(model_kind: str, args: argparse.Namespace) -> dict:
+    epochs, batch, augment, translate = args.epochs, args.batch_size, not args.no_augment, args.translate
     config = TrainConfig(dataset="fashion_mnist?validation_size=0", model=model_kind,
-                         preset="crnn_fashion_mnist", epochs=epochs, batch_size=batch,
-                         learning_rate=learning_rate, weight_decay=5e-4, augment=True, translate=translate,
+                         preset=args.preset, sweep={"units": args.units} if args.units else {},
+                         epochs=epochs, batch_size=batch,
+                         learning_rate=args.learning_rate, warmup_epochs=args.warmup_epochs,
+                         weight_decay=5e-4, augment=augment, translate=translate,
                          label_smoothing=0.1).validate()
     one_hot = lambda x, y: (x, tf.one_hot(y, 10))  # noqa: E731
-    train, info = load_dataset(config.dataset, "train", batch_size=batch, augment=True, translate=translate,
+    train, info = load_dataset(config.dataset, "train", batch_size=batch, augment=augment, translate=translate,
                                epochs=epochs)
     test, _ = load_dataset(config.dataset, "test", batch_size=256)
     steps = -(-info.splits["train"] // batch)
@@ -66,7 +69,8 @@ def run(model_kind: str, epochs: int, batch: int, learning_rate: float, translat
     model = build_model(config, info)
     compile_model(model, config, steps, 10)
     clock = TestAccuracyClock(test.map(one_hot))
-    model.fit(train.map(one_hot), epochs=epochs, steps_per_epoch=steps, callbacks=[clock], verbose=2)
+    model.fit(train.map(one_hot), epochs=epochs, steps_per_epoch=steps, callbacks=[clock], verbose=2,
+              shuffle=False)
     return {"model": model_kind, "params": model.count_params(), "minutes_to_0.93": clock.reached,
             "final_test_accuracy": clock.curve[-1][2], "total_minutes": clock.curve[-1][1],
             "curve": clock.curve}
@@ -77,12 +81,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--models", default="crnn,cnn_baseline")
+    parser.add_argument("--preset", default="crnn_fashion_mnist")
+    parser.add_argument("--units", type=int, default=None, help="override the preset's sweep units")
     parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--warmup-epochs", type=float, default=0.0)
     parser.add_argument("--translate", type=float, default=0.0)
+    parser.add_argument("--no-augment", action="store_true", help="no random crops or flips")
     args = parser.parse_args()
-    rows = [run(kind, args.epochs, args.batch_size, args.learning_rate, args.translate)
-            for kind in args.models.split(",")]
-    print(f"Fashion-MNIST, {args.epochs} epochs, batch {args.batch_size}, {THREADS} threads")
+    rows = [run(kind, args) for kind in args.models.split(",")]
+    print(f"Fashion-MNIST, preset {args.preset}, {args.epochs} epochs, batch {args.batch_size}, lr {args.learning_rate}, "
+          f"augment {not args.no_augment}, {THREADS} threads")
     print_table(rows, ["model", "params", "minutes_to_0.93", "final_test_accuracy", "total_minutes"])
     print("written to", write_json("fashion_mnist", rows))
 

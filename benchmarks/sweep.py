@@ -1,7 +1,7 @@
 """The sweep layer alone, for each implementation choice, and its scaling.
 
     python -m benchmarks.sweep            # choices at 8x8x64, batch 64
-    python -m benchmarks.sweep --scaling  # map sizes 8x8 .. 64x64
+    python -m benchmarks.sweep --scaling  # map sizes 8x8 .. 64x64, and shapes of equal area
 
 Forward + backward time of `SpatialSweep2D(64)` (rows then columns). Scaling
 reports time per map position (flat means linear in H*W) and the sequential
@@ -62,12 +62,17 @@ def choices(batch=64, size=8, channels=64, units=64):
     print("written to", write_json("sweep_choices", rows))
 
 
+# Square maps grow area and depth together; the 256-position maps of other
+# shapes vary the depth (W + H sequential steps) at a fixed area.
+SHAPES = ((8, 8), (16, 16), (32, 32), (64, 64), (4, 64), (8, 32), (32, 8), (64, 4))
+
+
 def scaling(batch=16, channels=32, units=32):
     rows = []
-    for size in (8, 16, 32, 64):
-        seconds = measure(SpatialSweep2D(units), (batch, size, size, channels), repeats=5)
-        rows.append({"map": f"{size}x{size}", "positions": size * size, "depth_steps": 2 * size,
-                     "ms": 1000 * seconds, "us_per_position": 1e6 * seconds / (batch * size * size)})
+    for h, w in SHAPES:
+        seconds = measure(SpatialSweep2D(units), (batch, h, w, channels), repeats=5)
+        rows.append({"map": f"{h}x{w}", "positions": h * w, "depth_steps": h + w,
+                     "ms": 1000 * seconds, "us_per_position": 1e6 * seconds / (batch * h * w)})
     print(f"SpatialSweep2D({units}) fwd+bwd, batch {batch}, {channels} channels, {THREADS} threads")
     print_table(rows, ["map", "positions", "depth_steps", "ms", "us_per_position"])
     print("written to", write_json("sweep_scaling", rows))
