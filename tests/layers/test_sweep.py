@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 import keras
+import tensorflow as tf
 
+from crnn_keras.layers import sweep as sweep_module
 from crnn_keras.layers import ColumnSweep, RowSweep, SpatialSweep2D
 
 RNG = np.random.default_rng(0)
@@ -182,6 +184,52 @@ def test_use_cudnn_and_unroll_are_kept(tmp_path):
     assert reloaded.row_sweep.rnn.forward_layer.unroll is True
     x = _map(h=4, w=4, c=2)
     np.testing.assert_allclose(model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6)
+
+
+def _inner_unroll(sweep):
+    return sweep.rnn.forward_layer.unroll
+
+
+def test_auto_unroll_is_default_and_equals_the_loop():
+    auto, loop = SpatialSweep2D(4), SpatialSweep2D(4, unroll=False)
+    x = _map(h=5, w=7)
+    auto(x), loop(x)
+    loop.set_weights(auto.get_weights())
+    grads = []
+    for layer in (auto, loop):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x) ** 2)
+        grads.append(tape.gradient(loss, layer.trainable_variables))
+    assert auto.get_config()["unroll"] == "auto"
+    assert _inner_unroll(auto.row_sweep) is True and _inner_unroll(loop.row_sweep) is False
+    np.testing.assert_allclose(auto(x), loop(x), atol=1e-6)
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_auto_unroll_keeps_the_loop_for_long_or_unknown_lengths():
+    layer = RowSweep(2)
+    assert layer(_map(w=17)).shape == (2, 3, 17, 4)
+    assert _inner_unroll(layer) is False
+    layer(_map(w=16))
+    assert _inner_unroll(layer) is True
+    # Built on a static shape, then traced with an unknown width: no unrolling.
+    fn = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, 4))])
+    assert fn(_map(w=9)).shape == (2, 3, 9, 4)
+    assert _inner_unroll(layer) is False
+
+
+def test_auto_unroll_leaves_cudnn_on_gpus(monkeypatch):
+    monkeypatch.setattr(sweep_module, "_gpu_visible", lambda: True)
+    assert RowSweep(2)._resolve_unroll(8) is False
+    assert RowSweep(2, use_cudnn=False)._resolve_unroll(8) is True
+    assert RowSweep(2, cell="simple_rnn")._resolve_unroll(8) is True
+
+
+def test_unroll_values_are_checked():
+    assert RowSweep(2, unroll=1).unroll is True
+    with pytest.raises(ValueError, match="unroll='yes'.*'auto'"):
+        RowSweep(2, unroll="yes")
 
 
 def test_custom_cell_instance_is_wrapped_in_rnn():
