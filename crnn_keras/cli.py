@@ -101,11 +101,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from crnn_keras.data.images import load_image_for_model
+    from crnn_keras.models import to_probabilities
 
     model, names = _model_and_names(args.model)
     for path in args.images:
         image = load_image_for_model(path, model.input_shape)
-        probs = np.asarray(model(image[None], training=False))[0]
+        probs = np.asarray(to_probabilities(model, model(image[None], training=False)))[0]
         top = np.argsort(-probs)[: args.top_k]
         print(path + ": " + ", ".join(f"{names[i]} {probs[i]:.4f}" for i in top))
     return 0

@@ -8,7 +8,7 @@ Signatures:
 - `serving_default`: `image_bytes` `[None]` string (encoded JPEG, PNG, BMP or
   GIF; TF Serving's REST API turns `{"b64": ...}` into these bytes).
 - `serve_tensor`: `images` `[None, H, W, C]` float32 pixels on the 0-255 scale.
-Both return `probabilities` `[None, K]`, `top_k_scores` `[None, k]` float32,
+Both return `probabilities` `[None, K]` (a softmax over the model's logits), `top_k_scores` `[None, k]` float32,
 `top_k_classes` `[None, k]` int32 and `top_k_labels` `[None, k]` string.
 """
 
@@ -22,6 +22,8 @@ import uuid
 import keras
 import tensorflow as tf
 
+from crnn_keras.models import outputs_logits
+
 
 DEFAULT_MAX_PIXELS = 40_000_000
 _MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG", "gif": b"GIF8", "bmp": b"BM"}
@@ -31,16 +33,26 @@ def portable_clone(model: keras.Model) -> keras.Model:
     """A copy of `model` whose recurrent layers never trace to cuDNN kernels.
 
     Keras traces LSTM/GRU to `CudnnRNNV3` when a GPU is visible, which CPU-only
-    TF Serving cannot load; the clone sets `use_cudnn=False` on every sweep.
+    TF Serving cannot load; the copy sets `use_cudnn=False` on every sweep and
+    recurrent layer, nested models (a `CRNNBackbone`) included.
     """
 
-    def clone(layer):
-        config = layer.get_config()
-        if "use_cudnn" in config:  # Sweeps, and plain LSTM/GRU layers.
-            config["use_cudnn"] = False
-        return layer.__class__.from_config(config)
+    def no_cudnn(node):
+        if isinstance(node, dict):
+            if "use_cudnn" in node:
+                node["use_cudnn"] = False
+            if node.get("registered_name") == "crnn_keras>CRNNBackbone":
+                node["config"]["sweep"]["use_cudnn"] = False
+            for value in node.values():
+                no_cudnn(value)
+        elif isinstance(node, list):
+            for value in node:
+                no_cudnn(value)
 
-    copy = keras.models.clone_model(model, clone_function=clone)
+    config = keras.saving.serialize_keras_object(model)
+    no_cudnn(config)
+    config.pop("compile_config", None)
+    copy = keras.saving.deserialize_keras_object(config)
     copy.set_weights(model.get_weights())
     return copy
 
@@ -111,7 +123,8 @@ def export_saved_model(
     """Exports `model` as `base_dir/<version>/` for TF Serving; returns that path.
 
     Args:
-        model: a Keras model from raw 0-255 pixels to class probabilities.
+        model: a Keras model from raw 0-255 pixels to class logits (a
+            `CRNNImageClassifier`) or probabilities (a final softmax).
         base_dir: the model's folder, e.g. `"savedmodels/crnn"`.
         version: an integer; defaults to the next free one.
         class_names: one per class (written to `assets/labels.txt`);
@@ -140,6 +153,7 @@ def export_saved_model(
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         raise ValueError(f"`version` must be a positive integer, got {version!r}.")
     k = max(1, min(top_k, num_classes))
+    logits = outputs_logits(model)
 
     os.makedirs(base_dir, exist_ok=True)
     staging = os.path.join(base_dir, f".tmp-export-{uuid.uuid4().hex}")
@@ -159,6 +173,8 @@ def export_saved_model(
 
         def outputs(images):
             probs = tf.cast(serving_model(images, training=False), tf.float32)
+            if logits:
+                probs = tf.nn.softmax(probs, axis=-1)
             scores, classes = tf.math.top_k(probs, k=k)
             return {
                 "probabilities": probs,

@@ -8,15 +8,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from crnn_keras.models import to_probabilities
+
 
 def predict_dataset(model: keras.Model, dataset: tf.data.Dataset,
                     verbose: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """`(probabilities (N, K), labels (N,))` over a dataset of `(images, int labels)`."""
+    """`(probabilities (N, K), labels (N,))` over a dataset of `(images, int labels)`.
+
+    Models that output logits are softmaxed (see `crnn_keras.models.outputs_logits`).
+    """
     probs, labels = [], []
     steps = int(dataset.cardinality())
     progress = keras.utils.Progbar(steps if steps > 0 else None, verbose=verbose, unit_name="batch")
     for images, batch_labels in dataset:
-        probs.append(np.asarray(model(images, training=False), np.float32))
+        probs.append(np.asarray(to_probabilities(model, model(images, training=False)), np.float32))
         labels.append(batch_labels.numpy())
         progress.add(1)
     if not probs:

@@ -38,7 +38,9 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def train_multi_worker(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
     from crnn_keras.training.evaluation import evaluate_model
-    from crnn_keras.training.train import build_model, load_splits, make_optimizer, write_report
+    from crnn_keras.training.train import (
+        build_model, load_splits, make_loss, make_optimizer, write_report,
+    )
 
     strategy = strategy or tf.distribute.MultiWorkerMirroredStrategy()
     chief = _is_chief(strategy)
@@ -65,23 +67,20 @@ def train_multi_worker(config: TrainConfig, strategy: tf.distribute.Strategy | N
         model = build_model(config, info)
         optimizer = make_optimizer(config, steps)
         optimizer.build(model.trainable_variables)
-        loss_fn = keras.losses.CategoricalCrossentropy(
-            label_smoothing=config.label_smoothing, reduction=None
-        )
+        loss_fn = make_loss(config, reduction=None)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
     if latest:
         checkpoint.restore(latest)
     manager = tf.train.CheckpointManager(checkpoint, backup, max_to_keep=1)
 
     def step(images, labels):
-        targets = tf.one_hot(labels, info.num_classes)
         with tf.GradientTape() as tape:
-            probs = model(images, training=True)
-            per_example = loss_fn(targets, probs)
+            logits = model(images, training=True)
+            per_example = loss_fn(labels, logits)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        correct = tf.cast(tf.equal(tf.argmax(probs, -1), labels), tf.float32)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32)
         return loss, tf.reduce_sum(correct)
 
     @tf.function

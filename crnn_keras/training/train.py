@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 
 from crnn_keras.data import DatasetInfo, load_dataset
-from crnn_keras.models import build_cnn_baseline, build_crnn
+from crnn_keras.models import CRNNImageClassifier, SparseCategoricalCrossentropy, cnn_baseline
 from crnn_keras.training.callbacks import AtomicBackupAndRestore, run_callbacks
 from crnn_keras.training.config import TrainConfig
 from crnn_keras.training.evaluation import evaluate_model
@@ -46,19 +46,21 @@ def get_strategy(name: str = "mirrored") -> tf.distribute.Strategy:
     raise ValueError(f"Unknown strategy {name!r}. Expected 'mirrored', 'multi_worker' or 'default'.")
 
 
-def build_model(config: TrainConfig, info: DatasetInfo) -> keras.Model:
-    """The configured C-RNN, or the CNN baseline matched to its parameter count."""
-    kwargs = dict(
-        num_classes=info.num_classes,
-        input_shape=tuple(info.image_shape),
-        preset=config.preset,
-        backbone=config.backbone,
-        head=config.head or None,
+def build_model(config: TrainConfig, info: DatasetInfo) -> CRNNImageClassifier:
+    """The configured C-RNN (logits), or the CNN baseline matched to its parameter count.
+
+    An architecture preset takes the config's `backbone`, `sweep` and `head`
+    overrides; a trained preset starts from its weights (fine-tuning).
+    """
+    overrides = dict(cnn=config.backbone, sweep=config.sweep or None, head=config.head or None)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    crnn = CRNNImageClassifier.from_preset(
+        config.preset, num_classes=info.num_classes, image_shape=tuple(info.image_shape),
+        compile=False, **overrides,
     )
-    crnn = build_crnn(sweep=config.sweep or None, **kwargs)
     if config.model == "crnn":
         return crnn
-    return build_cnn_baseline(match_params=crnn if config.match_params else None, **kwargs)
+    return cnn_baseline(crnn, match_params=config.match_params)
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -85,20 +87,22 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
     return keras.optimizers.Adam(schedule)
 
 
-def _one_hot(num_classes: int):
-    return lambda images, labels: (images, tf.one_hot(labels, num_classes))
+def make_loss(config: TrainConfig, reduction: str | None = "sum_over_batch_size") -> keras.losses.Loss:
+    """Cross-entropy on integer labels and logits, with the config's label smoothing."""
+    return SparseCategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing,
+                                         reduction=reduction)
 
 
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int, num_classes: int) -> None:
+    """Integer labels; top-5 accuracy (top-k with k < classes) only where it says something."""
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    k = min(5, num_classes - 1)
+    if k >= 2:
+        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=k, name=f"top{k}_accuracy"))
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=[
-            keras.metrics.CategoricalAccuracy(name="accuracy"),
-            keras.metrics.TopKCategoricalAccuracy(
-                k=min(5, num_classes), name=f"top{min(5, num_classes)}_accuracy"
-            ),
-        ],
+        loss=make_loss(config),
+        metrics=metrics,
         jit_compile=config.xla,
     )
 
@@ -156,8 +160,8 @@ def train(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
             if initial_epoch and config.verbose:
                 print(f"Resuming after epoch {initial_epoch} from {run_dir}/backup", flush=True)
             model.fit(
-                train_ds.map(_one_hot(info.num_classes)),
-                validation_data=val_ds.map(_one_hot(info.num_classes)),
+                train_ds,
+                validation_data=val_ds,
                 epochs=config.epochs,
                 steps_per_epoch=steps,
                 callbacks=run_callbacks(run_dir, initial_epoch),

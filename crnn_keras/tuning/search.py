@@ -61,13 +61,12 @@ def run_search(config: TrainConfig, tuner: str = "random", max_trials: int = 10,
     train, info = load_dataset(config.dataset, "train", batch_size=config.batch_size,
                                augment=config.augment, **common)
     val, _ = load_dataset(config.dataset, config.validation_split, batch_size=config.batch_size, **common)
-    one_hot = lambda x, y: (x, tf.one_hot(y, info.num_classes))  # noqa: E731
     hypermodel = CRNNHyperModel(info.num_classes, info.image_shape, base_config=config,
                                 fixed=fixed, ranges=ranges)
     directory = os.path.join(config.output_dir, "tuner")
     search = make_tuner(tuner, hypermodel, directory, max_trials, config.epochs, config.seed,
                         distribution_strategy, overwrite)
-    search.search(train.map(one_hot), validation_data=val.map(one_hot), epochs=config.epochs,
+    search.search(train, validation_data=val, epochs=config.epochs,
                   verbose=config.verbose)
     if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
         return {"worker": os.environ["KERASTUNER_TUNER_ID"]}

@@ -14,14 +14,14 @@ from PIL import Image
 
 from crnn_keras.export import export_saved_model
 from crnn_keras.export import saved_model as saved_model_module
-from crnn_keras.models import build_crnn
+from crnn_keras.models import CRNNImageClassifier
 
 NAMES = ["cat", "dog", "fox"]
 
 
 @pytest.fixture(scope="module")
 def model():
-    return build_crnn(3, input_shape=(16, 16, 3), preset="crnn_tiny", sweep={"units": 4})
+    return CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3, image_shape=(16, 16, 3), sweep={"units": 4})
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_loads_and_predicts_without_crnn_keras(model, exported, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    expected = model.predict(images.astype(np.float32), verbose=0)
+    expected = model.predict_proba(images.astype(np.float32), verbose=0)
     np.testing.assert_allclose(out["tensor"]["probabilities"], expected, atol=1e-5)
     np.testing.assert_allclose(out["bytes"]["probabilities"], out["tensor"]["probabilities"], atol=1e-5)
     top = np.argsort(-expected, axis=1)[:, :2]
@@ -201,6 +201,21 @@ def test_bad_arguments(model, tmp_path):
         export_saved_model(model, str(tmp_path / "m"), class_names=["a", "b"])
     with pytest.raises(ValueError, match="disagrees"):
         export_saved_model(model, str(tmp_path / "m"), image_size=32)
-    dynamic = build_crnn(3, input_shape=(None, None, 3), preset="crnn_tiny", sweep={"units": 4})
+    dynamic = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3, image_shape=(None, None, 3), sweep={"units": 4})
     with pytest.raises(ValueError, match="pass image_size"):
         export_saved_model(dynamic, str(tmp_path / "m"))
+
+
+def test_softmax_models_export_their_probabilities_and_others_are_refused(tmp_path):
+    import keras
+
+    inputs = keras.Input((4, 4, 1))
+    x = keras.layers.Flatten()(inputs)
+    softmax = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    path = export_saved_model(softmax, str(tmp_path / "softmax"))
+    images = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 1)).astype(np.float32)
+    out = tf.saved_model.load(path).signatures["serve_tensor"](images=tf.constant(images))
+    np.testing.assert_allclose(out["probabilities"].numpy(), softmax.predict(images, verbose=0), atol=1e-6)
+    sigmoid = keras.Model(inputs, keras.layers.Dense(3, activation="sigmoid")(x))
+    with pytest.raises(ValueError, match="logits or probabilities"):
+        export_saved_model(sigmoid, str(tmp_path / "sigmoid"))

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from crnn_keras.export import export_saved_model
-from crnn_keras.models import build_crnn
+from crnn_keras.models import CRNNImageClassifier
 from crnn_keras.serving import TFServingClient, TFServingConnectionError, TFServingError
 from tests.serving.fake_tf_serving import serve
 
@@ -14,7 +14,7 @@ NAMES = ["safe", "attacking"]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    model = build_crnn(2, input_shape=(16, 16, 3), preset="crnn_tiny", sweep={"units": 4})
+    model = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=2, image_shape=(16, 16, 3), sweep={"units": 4})
     base = tmp_path_factory.mktemp("savedmodels") / "rooks"
     export_saved_model(model, str(base), class_names=NAMES)
     url, shutdown = serve(str(base), "rooks")
@@ -44,7 +44,7 @@ def test_predict_decodes_labels_and_scores(server, tmp_path):
     path = tmp_path / "b.png"
     path.write_bytes(b)
     predictions = TFServingClient(url, "rooks").predict([a, str(path)])
-    expected = model.predict(np.stack([array_a, array_b]).astype(np.float32), verbose=0)
+    expected = model.predict_proba(np.stack([array_a, array_b]).astype(np.float32), verbose=0)
     for prediction, probs in zip(predictions, expected):
         np.testing.assert_allclose(prediction.probabilities, probs, atol=1e-5)
         assert prediction.labels == [NAMES[i] for i in np.argsort(-probs)]

@@ -1,4 +1,5 @@
 import keras_tuner
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -10,18 +11,14 @@ from crnn_keras.tuning import CRNNHyperModel
 DATASET = "builtin:rooks?train_size=64&validation_size=32"
 
 
-def _one_hot(ds):
-    return ds.map(lambda x, y: (x, tf.one_hot(y, 2)))
-
-
 def test_fixed_and_narrowed_values_shape_the_model():
     hm = CRNNHyperModel(2, (32, 32, 3), fixed={"cell": "gru", "blocks": 2, "order": "parallel"},
                         ranges={"units": (8, 8), "backbone_width": [8]})
     model = hm.build(keras_tuner.HyperParameters())
-    sweeps = [l for l in model.layers if isinstance(l, SpatialSweep2D)]
+    sweeps = [l for l in model.backbone.layers if isinstance(l, SpatialSweep2D)]
     assert len(sweeps) == 2 and sweeps[0].order == "parallel"
     assert sweeps[0].row_sweep.cell == "gru" and sweeps[0].row_sweep.units == 8
-    assert model.get_layer("stage1_1_conv").filters == 8
+    assert model.backbone.get_layer("stage1_1_conv").filters == 8
 
 
 def test_unknown_hyperparameter():
@@ -37,7 +34,7 @@ def test_random_search_reload_and_best_config_round_trip(tmp_path):
                         ranges={"units": (8, 16, 8), "backbone_width": [8], "blocks": (1, 1)})
     kwargs = dict(objective="val_accuracy", max_trials=2, seed=1, directory=str(tmp_path), project_name="t")
     tuner = keras_tuner.RandomSearch(hm, **kwargs)
-    tuner.search(_one_hot(train), validation_data=_one_hot(val), epochs=1, verbose=0)
+    tuner.search(train, validation_data=val, epochs=1, verbose=0)
     trials = tuner.oracle.trials.values()
     assert len(trials) == 2
     # Keras Tuner records failed trials quietly: check every one completed with a score.
@@ -59,6 +56,21 @@ def test_random_search_reload_and_best_config_round_trip(tmp_path):
     assert build_model(again, info).count_params() == hm.build(best_hp).count_params()
 
 
+def test_plain_search_on_integer_numpy_labels_and_the_best_model_reloads(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (48, 24, 24, 1)).astype("float32")
+    y = rng.integers(0, 3, 48)  # Integer labels, as keras.datasets gives them.
+    hm = CRNNHyperModel(3, (24, 24, 1), ranges={"units": (8, 16, 8), "backbone_width": [8],
+                                                 "blocks": (1, 1), "convs_per_stage": (1, 1)})
+    tuner = keras_tuner.RandomSearch(hm, objective="val_accuracy", max_trials=2, seed=0,
+                                     directory=str(tmp_path), project_name="ints")
+    tuner.search(x[:32], y[:32], validation_data=(x[32:], y[32:]), epochs=1, verbose=0)
+    trials = tuner.oracle.trials.values()
+    assert len(trials) == 2 and all(t.status == "COMPLETED" for t in trials)
+    (best,) = tuner.get_best_models(1)
+    assert best.predict(x[:2], verbose=0).shape == (2, 3)
+
+
 def test_search_under_mirrored_strategy(tmp_path):
     from crnn_keras.training import get_strategy
 
@@ -68,7 +80,7 @@ def test_search_under_mirrored_strategy(tmp_path):
     strategy = get_strategy("mirrored")
     tuner = keras_tuner.RandomSearch(hm, objective="loss", max_trials=1, directory=str(tmp_path),
                                      distribution_strategy=strategy)
-    tuner.search(_one_hot(train), epochs=1, verbose=0)
+    tuner.search(train, epochs=1, verbose=0)
     (trial,) = tuner.oracle.trials.values()
     assert trial.status == "COMPLETED" and trial.score is not None
     assert isinstance(tuner.distribution_strategy, tf.distribute.MirroredStrategy)

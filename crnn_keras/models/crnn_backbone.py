@@ -1,0 +1,157 @@
+"""`CRNNBackbone`: pixels -> CNN feature map -> recurrent sweeps."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import keras
+from keras_hub.models import Backbone
+
+from crnn_keras.layers import SpatialSweep2D
+from crnn_keras.models.backbones import apply_backbone, conv_block
+
+SWEEP_KEYS = ("units", "cell", "bidirectional", "merge_mode", "order", "parallel_merge",
+              "dropout", "recurrent_dropout", "use_cudnn", "unroll", "blocks")
+
+
+def _check_sweep(sweep: Any) -> dict:
+    if not isinstance(sweep, dict):
+        raise ValueError(f"`sweep` must be a dict of SpatialSweep2D options, got {sweep!r}.")
+    unknown = sorted(set(sweep) - set(SWEEP_KEYS))
+    if unknown:
+        raise ValueError(f"Unknown sweep options {unknown}. Expected {', '.join(SWEEP_KEYS)}.")
+    blocks = sweep.get("blocks", 1)
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
+        raise ValueError(
+            f"sweep `blocks` must be an integer >= 0 (0 gives the CNN baseline), got {blocks!r}."
+        )
+    if blocks and "units" not in sweep:
+        raise ValueError("`sweep` needs `units` (the hidden size of each direction), "
+                         "e.g. sweep={'units': 64}; or blocks=0 for the CNN baseline.")
+    return dict(sweep)
+
+
+@keras.saving.register_keras_serializable(package="crnn_keras")
+class CRNNBackbone(Backbone):
+    """The C-RNN feature extractor: a CNN, then `blocks` recurrent sweeps.
+
+    Raw 0-255 pixels go in (pixel scaling is the first layer); the swept
+    feature map `(batch, h, w, channels)` comes out. Each sweep block is a
+    `SpatialSweep2D` (bidirectional row and column sweeps), so every output
+    position sees the whole map. `sweep={"blocks": 0}` gives the CNN-only
+    baseline with the same class, for ablations; `match_filters` then adds
+    one 3x3 conv block (the parameter-matched baseline's, see
+    `cnn_baseline`).
+
+    Args:
+        image_shape: `(height, width, channels)`; height and width may be
+            `None`.
+        cnn: the CNN: `{"type": "conv", "filters": [32, 64],
+            "convs_per_stage": 2}` (VGG-style stages), `{"type": "alexnet"}`
+            (the paper's conv1-conv5) or `{"type": "application", "name":
+            "ResNet50"}` (any of `crnn_keras.models.APPLICATIONS`, weights
+            `None` unless `"weights"` is given). `"sync_batch_norm": True`
+            makes the conv stages' batch norm use the global batch.
+        sweep: `SpatialSweep2D` arguments (`units`, `cell`, `order`,
+            `merge_mode`, ...) plus `blocks`, the number of stacked sweeps
+            (default 1; 0 for no sweep).
+        match_filters: filters of an extra 3x3 conv block after the CNN, or
+            `None` for none.
+        dtype: the dtype policy of every layer, e.g. `"mixed_bfloat16"`;
+            defaults to Keras's global policy.
+
+    Example:
+
+    >>> backbone = CRNNBackbone(
+    ...     image_shape=(32, 32, 3),
+    ...     cnn={"type": "conv", "filters": [8, 16], "convs_per_stage": 1},
+    ...     sweep={"units": 8},
+    ... )
+    >>> backbone.output_shape
+    (None, 8, 8, 16)
+    >>> CRNNBackbone.from_config(backbone.get_config()).count_params() == backbone.count_params()
+    True
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple = (None, None, 3),
+        cnn: dict | None = None,
+        sweep: dict | None = None,
+        match_filters: int | None = None,
+        dtype: Any = None,
+        **kwargs,
+    ):
+        image_shape = tuple(image_shape)
+        if len(image_shape) != 3 or image_shape[-1] is None:
+            raise ValueError(f"`image_shape` must be (height, width, channels) with known "
+                             f"channels, got {image_shape}.")
+        cnn = copy.deepcopy(cnn) if cnn is not None else {"type": "conv"}
+        if not isinstance(cnn, dict):
+            raise ValueError(f"`cnn` must be a dict such as {{'type': 'conv'}}, got {cnn!r}.")
+        sweep = _check_sweep(copy.deepcopy(sweep) if sweep is not None else {"units": 64})
+        if match_filters is not None and (
+            isinstance(match_filters, bool) or not isinstance(match_filters, int) or match_filters < 1
+        ):
+            raise ValueError(f"`match_filters` must be a positive int or None, got {match_filters!r}.")
+
+        # === Layers and functional model, under the requested dtype policy ===
+        previous = keras.config.dtype_policy()
+        if dtype is not None:
+            keras.config.set_dtype_policy(dtype)
+        try:
+            inputs = keras.Input(image_shape, name="images")
+            x = apply_backbone(inputs, cnn)
+            if match_filters:
+                x = conv_block(x, match_filters, name="match_block",
+                               sync_batch_norm=bool(cnn.get("sync_batch_norm", False)))
+            sweep_args = {k: v for k, v in sweep.items() if k != "blocks"}
+            for i in range(1, sweep.get("blocks", 1) + 1):
+                x = SpatialSweep2D(name=f"spatial_sweep_{i}", **sweep_args)(x)
+        finally:
+            keras.config.set_dtype_policy(previous)
+        super().__init__(inputs=inputs, outputs=x, dtype=dtype, **kwargs)
+
+        # === Config ===
+        self.image_shape = image_shape
+        self.cnn = cnn
+        self.sweep = sweep
+        self.match_filters = match_filters
+
+    @property
+    def sweep_blocks(self) -> int:
+        return self.sweep.get("blocks", 1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            image_shape=self.image_shape,
+            cnn=copy.deepcopy(self.cnn),
+            sweep=copy.deepcopy(self.sweep),
+            match_filters=self.match_filters,
+        )
+        return config
+
+    @classmethod
+    def from_preset(cls, preset: str, load_weights: bool = True, **kwargs) -> "CRNNBackbone":
+        """A backbone from a preset name, a preset folder, or a kaggle:// or hf:// handle.
+
+        Architecture presets (no weights) take `image_shape`, `cnn` and
+        `sweep` overrides; trained presets load their weights.
+
+        Example:
+
+        >>> CRNNBackbone.from_preset("crnn_tiny", image_shape=(None, None, 1)).output_shape
+        (None, None, None, 64)
+        """
+        from crnn_keras.models.preset_loading import load_backbone
+
+        return load_backbone(cls, preset, load_weights, **kwargs)
+
+    def save_to_preset(self, preset_dir: str, max_shard_size: int | float | None = 10) -> None:
+        """Writes a keras-hub preset folder, atomically (a temporary folder renamed into place)."""
+        from crnn_keras.models.preset_loading import atomic_preset_dir
+
+        with atomic_preset_dir(preset_dir) as staging:
+            super().save_to_preset(staging, max_shard_size=max_shard_size)

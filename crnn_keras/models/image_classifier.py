@@ -1,0 +1,286 @@
+"""`CRNNImageClassifier`: a `CRNNBackbone`, a pooling or flatten + FC head, logits."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+from keras_hub.models import ImageClassifier, Task
+
+from crnn_keras.models.crnn_backbone import CRNNBackbone
+from crnn_keras.models.losses import SparseCategoricalCrossentropy
+
+POOLINGS = ("avg", "max", "flatten")
+DEFAULT_LEARNING_RATE = 1e-3
+
+
+def _check_num_classes(num_classes: Any) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
+    return num_classes
+
+
+@keras.saving.register_keras_serializable(package="crnn_keras")
+class CRNNImageClassifier(ImageClassifier):
+    """A C-RNN image classifier: `CRNNBackbone`, head, class logits.
+
+    A keras-hub `ImageClassifier`: `from_preset`, `save_to_preset`, and a
+    `compile()` whose defaults train on integer labels (Adam 1e-3, sparse
+    categorical cross-entropy from logits, accuracy). Inputs are raw 0-255
+    pixels; the outputs are logits unless `activation="softmax"`.
+
+    Args:
+        backbone: a `CRNNBackbone`.
+        num_classes: number of classes (>= 2).
+        preprocessor: `None` (the backbone scales pixels itself), or a
+            keras-hub preprocessor applied in `fit`/`predict`/`evaluate`.
+        pooling: `"avg"`, `"max"`, or `"flatten"` (the paper's head; needs a
+            fixed image size).
+        hidden_units: sizes of fully connected ReLU layers before the
+            classifier (the paper: `[4096, 4096]`).
+        dropout: dropout rate before each fully connected layer.
+        pool_size, pool_strides: an optional max pooling before the head
+            (the paper's pool5: 3 and 2).
+        activation: `None` for logits, or `"softmax"`.
+        head_dtype: dtype policy of the head; defaults to the backbone's.
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3,
+    ...                                         image_shape=(16, 16, 1))
+    >>> x = np.random.randint(0, 256, (8, 16, 16, 1)).astype("float32")
+    >>> y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    >>> model.predict(x, verbose=0).shape
+    (8, 3)
+    >>> history = model.fit(x, y, epochs=1, verbose=0)  # integer labels
+    """
+
+    backbone_cls = CRNNBackbone
+    preprocessor_cls = None
+
+    def __init__(
+        self,
+        backbone: CRNNBackbone,
+        num_classes: int,
+        preprocessor: Any = None,
+        pooling: str = "avg",
+        hidden_units: list[int] | tuple[int, ...] = (),
+        dropout: float = 0.0,
+        pool_size: int | None = None,
+        pool_strides: int | None = None,
+        activation: str | None = None,
+        head_dtype: Any = None,
+        **kwargs,
+    ):
+        num_classes = _check_num_classes(num_classes)
+        if pooling not in POOLINGS:
+            raise ValueError(f"Unknown pooling {pooling!r}. Expected one of {POOLINGS}.")
+        if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"`dropout` must be a float in [0, 1), got {dropout!r}.")
+        hidden_units = list(hidden_units or [])
+        if not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in hidden_units):
+            raise ValueError(f"`hidden_units` must be positive ints, got {hidden_units!r}.")
+        if activation not in (None, "softmax", "linear"):
+            raise ValueError(f"`activation` must be None (logits) or 'softmax', got {activation!r}.")
+        compile_now = kwargs.pop("compile", True)
+        head_dtype = head_dtype or backbone.dtype_policy
+
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        inputs = backbone.input
+        x = backbone(inputs)
+        if pool_size:
+            x = keras.layers.MaxPooling2D(pool_size, strides=pool_strides, dtype=head_dtype,
+                                          name="pool5")(x)
+        if pooling == "flatten":
+            if None in x.shape[1:]:
+                raise ValueError(
+                    "pooling='flatten' needs a fixed image size; pass image_shape with height "
+                    f"and width, or use pooling='avg'. Feature map shape: {x.shape}."
+                )
+            x = keras.layers.Flatten(dtype=head_dtype, name="flatten")(x)
+        else:
+            pool = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
+            x = pool(dtype=head_dtype, name="pooler")(x)
+        for i, units in enumerate(hidden_units, start=1):
+            if dropout:
+                x = keras.layers.Dropout(dropout, dtype=head_dtype, name=f"fc{i}_dropout")(x)
+            x = keras.layers.Dense(units, activation="relu", dtype=head_dtype, name=f"fc{i}")(x)
+        x = keras.layers.Dropout(dropout, dtype=head_dtype, name="output_dropout")(x)
+        # The classifier computes in float32, also under mixed precision.
+        outputs = keras.layers.Dense(num_classes, activation=activation, dtype="float32",
+                                     name="predictions")(x)
+        Task.__init__(self, inputs=inputs, outputs=outputs, compile=False, **kwargs)
+
+        # === Config ===
+        self.num_classes = num_classes
+        self.pooling = pooling
+        self.hidden_units = hidden_units
+        self.dropout = float(dropout)
+        self.pool_size = pool_size
+        self.pool_strides = pool_strides
+        self.activation = activation
+        self.head_dtype = head_dtype
+        if compile_now:
+            self.compile()
+
+    @property
+    def outputs_logits(self) -> bool:
+        return self.activation in (None, "linear")
+
+    def get_config(self):
+        config = Task.get_config(self)
+        config.update(
+            num_classes=self.num_classes,
+            pooling=self.pooling,
+            hidden_units=list(self.hidden_units),
+            dropout=self.dropout,
+            pool_size=self.pool_size,
+            pool_strides=self.pool_strides,
+            activation=self.activation,
+            head_dtype=keras.dtype_policies.serialize(keras.dtype_policies.get(self.head_dtype)),
+        )
+        return config
+
+    def compile(self, optimizer="auto", loss="auto", *, metrics="auto", label_smoothing=0.0,
+                **kwargs):
+        """Configures training, with defaults for integer labels.
+
+        Args:
+            optimizer: `"auto"` (Adam, learning rate 1e-3: these models train
+                from scratch or fine-tune small presets), or any Keras optimizer.
+            loss: `"auto"`: sparse categorical cross-entropy on integer labels,
+                from logits unless `activation="softmax"`, with
+                `label_smoothing`.
+            metrics: `"auto"`: `accuracy` (sparse categorical).
+            label_smoothing: for the `"auto"` loss; refused with another loss.
+            **kwargs: `keras.Model.compile` arguments (`jit_compile`, ...).
+        """
+        if optimizer == "auto":
+            optimizer = keras.optimizers.Adam(DEFAULT_LEARNING_RATE)
+        if loss == "auto":
+            loss = SparseCategoricalCrossentropy(from_logits=self.outputs_logits,
+                                                 label_smoothing=label_smoothing)
+        elif label_smoothing:
+            raise ValueError("`label_smoothing` applies to the 'auto' loss only; set it on your loss.")
+        if metrics == "auto":
+            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        Task.compile(self, optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    # Without a preprocessor, Keras's own loops: they shuffle NumPy inputs each
+    # epoch, where keras-hub's pipeline would batch them in a fixed order.
+    def fit(self, *args, **kwargs):
+        if self.preprocessor is None:
+            return keras.Model.fit(self, *args, **kwargs)
+        return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        if self.preprocessor is None:
+            return keras.Model.evaluate(self, *args, **kwargs)
+        return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        if self.preprocessor is None:
+            return keras.Model.predict(self, *args, **kwargs)
+        return super().predict(*args, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restores the compiled state of a saved `.keras` model."""
+        config = keras.saving.deserialize_keras_object(config)
+        Task.compile(self, **config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def predict_proba(self, x, **kwargs):
+        """Class probabilities: `predict` followed by a softmax over logits."""
+        out = self.predict(x, **kwargs)
+        return keras.ops.convert_to_numpy(keras.ops.softmax(out)) if self.outputs_logits else out
+
+    @classmethod
+    def from_preset(cls, preset: str, load_weights: bool = True, **kwargs) -> "CRNNImageClassifier":
+        """A classifier from a preset name, a preset folder, or a kaggle:// / hf:// handle.
+
+        - Architecture presets (`crnn_small`, `crnn_paper`, ...): random
+          weights; pass `num_classes`, and optionally `image_shape`, `cnn`,
+          `sweep` and head options (`pooling`, `dropout`, ...).
+        - Trained presets and saved folders: their weights. A different
+          `num_classes` keeps the trained backbone and builds a new head,
+          with a warning.
+
+        `crnn_keras.models.list_presets()` shows which presets carry weights.
+
+        Example:
+
+        >>> model = CRNNImageClassifier.from_preset("crnn_small", num_classes=10)
+        >>> model.output_shape
+        (None, 10)
+        """
+        from crnn_keras.models.preset_loading import load_classifier
+
+        return load_classifier(cls, preset, load_weights, **kwargs)
+
+    def save_to_preset(self, preset_dir: str, max_shard_size: int | float | None = 10,
+                       metadata: dict | None = None) -> None:
+        """Writes a keras-hub preset folder atomically; `metadata` is merged into metadata.json."""
+        import json
+        import os
+
+        from crnn_keras.models.preset_loading import atomic_preset_dir
+
+        with atomic_preset_dir(preset_dir) as staging:
+            Task.save_to_preset(self, staging, max_shard_size=max_shard_size)
+            path = os.path.join(staging, "metadata.json")
+            with open(path, encoding="utf-8") as f:
+                merged = json.load(f)
+            merged.update(metadata or {}, num_classes=self.num_classes,
+                          parameter_count=int(self.count_params()))
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(merged, f, indent=2)
+
+
+def cnn_baseline(classifier: CRNNImageClassifier, match_params: bool = True,
+                 name: str = "cnn_baseline") -> CRNNImageClassifier:
+    """The same CNN and head with no sweep, for ablations; freshly initialised.
+
+    With `match_params`, one 3x3 conv block is added after the CNN with as
+    many filters as brings the parameter count closest to `classifier`'s.
+
+    Example:
+
+    >>> crnn = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=10)
+    >>> cnn = cnn_baseline(crnn)
+    >>> abs(cnn.count_params() - crnn.count_params()) / crnn.count_params() < 0.02
+    True
+    """
+    if not isinstance(classifier, CRNNImageClassifier):
+        raise ValueError(f"`cnn_baseline` takes a CRNNImageClassifier, got {type(classifier).__name__}.")
+    b = classifier.backbone
+    head = {k: v for k, v in classifier.get_config().items()
+            if k in ("num_classes", "pooling", "hidden_units", "dropout", "pool_size",
+                     "pool_strides", "activation")}
+    sweep = {**b.sweep, "blocks": 0}
+
+    def build(filters):
+        backbone = CRNNBackbone(b.image_shape, b.cnn, sweep, match_filters=filters, dtype=b.dtype_policy)
+        return CRNNImageClassifier(backbone, name=name, compile=False, **head)
+
+    if not match_params:
+        model = build(None)
+    else:
+        target = classifier.count_params()
+        # The count is linear in the block's filters: conv, BN and the head's fan-in
+        # (with a flatten head too, as the map size does not change).
+        base = build(1).count_params()
+        per_filter = build(2).count_params() - base
+        filters = math.floor((target - base) / per_filter + 1.5)
+        if filters < 1:
+            raise ValueError(
+                f"The baseline with a 1-filter block already has {base} parameters, more "
+                f"than the C-RNN's {target}; no conv block can match it."
+            )
+        model = build(filters)
+    model.compile()
+    return model

@@ -1,0 +1,251 @@
+"""`from_preset` and `save_to_preset` behind both model classes.
+
+Names in `PRESETS` build an architecture (random weights). Trained preset
+names, local preset folders and `kaggle://` / `hf://` handles go through
+keras-hub's preset loader, after checks that name a missing or corrupt file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+import warnings
+from typing import Any, Iterator
+
+import keras
+from keras_hub.models import Backbone, ImageClassifier
+
+from crnn_keras.models.presets import (
+    HEAD_KEYS,
+    PRESETS,
+    resolve_preset,
+    trained_presets,
+    unknown_preset_error,
+)
+
+CONFIG_FILE = "config.json"
+TASK_FILE = "task.json"
+WEIGHTS_FILE = "model.weights.h5"
+TASK_WEIGHTS_FILE = "task.weights.h5"
+# What a trained preset still accepts: the rest would not fit its weights.
+_TRAINED_OPTIONS = ("num_classes", "dropout", "activation", "dtype", "image_shape", "name",
+                    "compile", "preprocessor", "head_dtype")
+
+
+_STAGING: set[str] = set()
+
+
+@contextlib.contextmanager
+def atomic_preset_dir(preset_dir: str) -> Iterator[str]:
+    """Yields a staging folder; on success it replaces `preset_dir` whole.
+
+    Inside another save (a task saving its backbone) it yields that save's
+    staging folder itself.
+    """
+    preset_dir = os.path.abspath(preset_dir)
+    if preset_dir in _STAGING:
+        yield preset_dir
+        return
+    if os.path.exists(preset_dir) and not os.path.isdir(preset_dir):
+        raise ValueError(f"Preset folder {preset_dir!r} is a file; pass a folder path.")
+    parent = os.path.dirname(preset_dir)
+    os.makedirs(parent, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    staging = f"{preset_dir}.tmp-{tag}"
+    _STAGING.add(staging)
+    try:
+        yield staging
+        old = f"{preset_dir}.old-{tag}"
+        if os.path.exists(preset_dir):
+            os.rename(preset_dir, old)
+        os.rename(staging, preset_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        _STAGING.discard(staging)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _is_handle(preset: str) -> bool:
+    return "://" in preset
+
+
+def resolve_location(preset: Any) -> str:
+    """A trained preset's folder, a checked local folder, or a remote handle."""
+    if not isinstance(preset, str):
+        raise unknown_preset_error(preset)
+    if preset in trained_presets():
+        preset = trained_presets()[preset]
+    elif _is_handle(preset):
+        return preset  # keras-hub downloads and checks it.
+    elif not os.path.isdir(preset):
+        raise unknown_preset_error(preset)
+    _check_json(preset, CONFIG_FILE, required=True)
+    _check_json(preset, TASK_FILE, required=False)
+    return preset
+
+
+def _check_json(folder: str, name: str, required: bool) -> dict | None:
+    path = os.path.join(folder, name)
+    if not os.path.exists(path):
+        if required:
+            raise ValueError(f"Preset folder {folder!r} has no {name}; it is not a preset "
+                             "written by `save_to_preset`.")
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"Preset file {path!r} is corrupt: {err}. Save the preset again.") from err
+    if not isinstance(data, dict) or "config" not in data or "registered_name" not in data:
+        raise ValueError(f"Preset file {path!r} is corrupt: not a serialized Keras object.")
+    return data
+
+
+def _check_weights_file(folder: str, name: str) -> None:
+    if _is_handle(folder):
+        return
+    path = os.path.join(folder, name)
+    if not os.path.exists(path):
+        raise ValueError(f"Preset folder {folder!r} has no {name}; pass load_weights=False "
+                         "for random weights, or save the preset again.")
+
+
+def load_weights_checked(model: keras.Model, path: str) -> None:
+    """`model.load_weights(path)`, with errors that name the file and the layer."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            stored = _h5_shapes(f)
+    except OSError as err:
+        raise ValueError(f"Weights file {path!r} is corrupt or not an HDF5 file: {err}.") from err
+    expected = _model_shapes(model)
+    for key, shape in expected.items():
+        if key in stored and stored[key] != shape:
+            raise ValueError(
+                f"Weights file {path!r} does not fit the model: layer {key.rsplit('/vars', 1)[0]!r} "
+                f"variable {key.rsplit('/', 1)[-1]} has shape {stored[key]} in the file and "
+                f"{shape} in the model."
+            )
+    missing = sorted(set(expected) - set(stored))
+    if missing:
+        raise ValueError(
+            f"Weights file {path!r} does not fit the model: it has no weights for layer "
+            f"{missing[0].rsplit('/vars', 1)[0]!r}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+            + "."
+        )
+    try:
+        model.load_weights(path)
+    except Exception as err:  # Keras's own message, with the file named.
+        raise ValueError(f"Weights file {path!r} does not fit the model: {err}") from err
+
+
+def _h5_shapes(f) -> dict[str, tuple]:
+    import h5py
+
+    shapes = {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and "/vars/" in f"/{name}":
+            shapes[name] = tuple(obj.shape)
+
+    f.visititems(visit)
+    return shapes
+
+
+def _model_shapes(model: keras.Model) -> dict[str, tuple]:
+    """Variable paths as Keras's `.weights.h5` writer names them."""
+    import h5py
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = os.path.join(tmp, "probe.weights.h5")
+        model.save_weights(probe)
+        with h5py.File(probe, "r") as f:
+            return _h5_shapes(f)
+
+
+def _split_architecture(kwargs: dict) -> tuple[dict, dict]:
+    arch = {k: kwargs.pop(k) for k in ("image_shape", "cnn", "sweep") if k in kwargs}
+    return arch, kwargs
+
+
+def load_backbone(cls, preset: Any, load_weights: bool, **kwargs) -> Backbone:
+    if isinstance(preset, str) and preset in PRESETS:
+        arch, rest = _split_architecture(dict(kwargs))
+        config = resolve_preset(preset, **arch)
+        return cls(image_shape=config["image_shape"], cnn=config["cnn"], sweep=config["sweep"], **rest)
+    location = resolve_location(preset)
+    refused = sorted(set(kwargs) - {"dtype", "image_shape", "name"})
+    if refused:
+        raise ValueError(f"Options {refused} do not fit the trained weights of preset {preset!r}; "
+                         "start from an architecture preset to change the architecture.")
+    backbone = Backbone.from_preset.__func__(cls, location, load_weights=False, **kwargs)
+    if load_weights:
+        _check_weights_file(location, WEIGHTS_FILE)
+        load_weights_checked(backbone, _local(location, WEIGHTS_FILE))
+    return backbone
+
+
+def _local(location: str, name: str) -> str:
+    from keras_hub.src.utils.preset_utils import get_file
+
+    return get_file(location, name)
+
+
+def load_classifier(cls, preset: Any, load_weights: bool, **kwargs) -> ImageClassifier:
+    """See `CRNNImageClassifier.from_preset`."""
+    num_classes = kwargs.pop("num_classes", None)
+    if isinstance(preset, str) and preset in PRESETS:
+        if num_classes is None:
+            raise ValueError(f"Preset {preset!r} is an architecture without a trained head: "
+                             "pass num_classes.")
+        arch, rest = _split_architecture(kwargs)
+        head = rest.pop("head", None)
+        config = resolve_preset(preset, head=head, **arch)
+        head = {**config["head"], **{k: rest.pop(k) for k in HEAD_KEYS if k in rest}}
+        backbone = cls.backbone_cls(image_shape=config["image_shape"], cnn=config["cnn"],
+                                    sweep=config["sweep"], dtype=rest.pop("dtype", None))
+        return cls(backbone=backbone, num_classes=num_classes, **head, **rest)
+
+    location = resolve_location(preset)
+    refused = sorted(set(kwargs) - set(_TRAINED_OPTIONS))
+    if refused:
+        raise ValueError(f"Options {refused} do not fit the trained weights of preset {preset!r}; "
+                         "start from an architecture preset to change the architecture.")
+    task_config = None if _is_handle(location) else _check_json(location, TASK_FILE, required=False)
+    saved_classes = task_config["config"].get("num_classes") if task_config else None
+    if num_classes is not None and num_classes != saved_classes:
+        warnings.warn(
+            f"Preset {preset!r} was trained with {saved_classes} classes; building a new, "
+            f"randomly initialised classification head for num_classes={num_classes}. "
+            "The backbone keeps its trained weights; fine-tune before use.",
+            stacklevel=3,
+        )
+        kwargs["num_classes"] = num_classes
+    elif task_config is None and num_classes is None and not _is_handle(location):
+        raise ValueError(f"Preset folder {location!r} holds a backbone only (no {TASK_FILE}); "
+                         "pass num_classes to add a new head.")
+    task = ImageClassifier.from_preset.__func__(cls, location, load_weights=False, **kwargs)
+    if load_weights:
+        _check_weights_file(location, WEIGHTS_FILE)
+        load_weights_checked(task.backbone, _local(location, WEIGHTS_FILE))
+        if "num_classes" not in kwargs and task.has_task_weights():
+            _check_weights_file(location, TASK_WEIGHTS_FILE)
+            _load_task_weights_checked(task, _local(location, TASK_WEIGHTS_FILE))
+    return task
+
+
+def _load_task_weights_checked(task, path: str) -> None:
+    try:
+        with warnings.catch_warnings():
+            # The file may hold the optimizer state of the run that saved it.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            task.load_task_weights(path)
+    except OSError as err:
+        raise ValueError(f"Weights file {path!r} is corrupt or not an HDF5 file: {err}.") from err
+    except Exception as err:
+        raise ValueError(f"Weights file {path!r} does not fit the classification head: {err}") from err

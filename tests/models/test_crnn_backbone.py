@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import keras
+
+from crnn_keras.layers import PixelScaling, SpatialSweep2D
+from crnn_keras.models import CRNNBackbone
+
+TINY = dict(cnn={"type": "conv", "filters": [8, 16], "convs_per_stage": 1}, sweep={"units": 8})
+
+
+def _sweeps(model):
+    return [layer for layer in model.layers if isinstance(layer, SpatialSweep2D)]
+
+
+def test_outputs_the_swept_map_and_scales_pixels_inside():
+    backbone = CRNNBackbone(image_shape=(16, 16, 3), **TINY)
+    x = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3)).astype("float32")
+    assert backbone.predict(x, verbose=0).shape == (2, 4, 4, 16)
+    assert isinstance(backbone.layers[1], PixelScaling)
+    assert len(_sweeps(backbone)) == 1
+
+
+def test_get_config_is_the_constructor_arguments():
+    backbone = CRNNBackbone(image_shape=(None, None, 1), match_filters=4, name="bb", **TINY)
+    config = backbone.get_config()
+    assert {k: config[k] for k in ("image_shape", "cnn", "sweep", "match_filters", "name")} == {
+        "image_shape": (None, None, 1), "cnn": TINY["cnn"], "sweep": TINY["sweep"],
+        "match_filters": 4, "name": "bb"}
+    clone = CRNNBackbone.from_config(config)
+    clone.set_weights(backbone.get_weights())
+    x = np.random.default_rng(1).uniform(0, 255, (2, 12, 20, 1)).astype("float32")
+    np.testing.assert_allclose(clone(x), backbone(x), atol=1e-6)
+
+
+def test_zero_blocks_is_the_cnn_and_blocks_stack():
+    cnn = CRNNBackbone(image_shape=(16, 16, 3), cnn=TINY["cnn"], sweep={"blocks": 0})
+    assert not _sweeps(cnn) and cnn.output_shape == (None, 4, 4, 16)
+    two = CRNNBackbone(image_shape=(16, 16, 3), cnn=TINY["cnn"], sweep={"units": 4, "blocks": 2, "cell": "gru"})
+    assert [s.row_sweep.cell for s in _sweeps(two)] == ["gru", "gru"]
+
+
+def test_dynamic_sizes():
+    backbone = CRNNBackbone(image_shape=(None, None, 1), **TINY)
+    for size in [(28, 28), (40, 24), (4, 64)]:
+        out = backbone.predict(np.zeros((2,) + size + (1,)), verbose=0)
+        assert out.shape == (2, size[0] // 4, size[1] // 4, 16)
+
+
+def test_paper_cnn_sweeps_the_conv5_map():
+    backbone = CRNNBackbone.from_preset("crnn_paper")
+    (sweep,) = _sweeps(backbone)
+    assert backbone.input_shape == (None, 227, 227, 3)
+    assert sweep.input.shape == (None, 13, 13, 256) and sweep.output.shape == (None, 13, 13, 512)
+
+
+def test_application_cnn():
+    backbone = CRNNBackbone(image_shape=(32, 32, 3), cnn={"type": "application", "name": "MobileNetV3Small"},
+                            sweep={"units": 4})
+    assert backbone.predict(np.zeros((1, 32, 32, 3)), verbose=0).shape[-1] == 8
+    assert backbone.get_layer("pixel_scaling").mode == "none"
+
+
+def test_mixed_precision_dtype_reaches_every_layer():
+    backbone = CRNNBackbone(image_shape=(16, 16, 3), dtype="mixed_bfloat16", **TINY)
+    assert backbone.get_layer("stage1_1_conv").compute_dtype == "bfloat16"
+    assert keras.config.dtype_policy().name == "float32"  # Left as it was.
+
+
+def test_sync_batch_norm_reaches_every_batch_norm():
+    cnn = {**TINY["cnn"], "sync_batch_norm": True}
+    backbone = CRNNBackbone(image_shape=(16, 16, 3), cnn=cnn, sweep={"blocks": 0}, match_filters=3)
+    norms = [l for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert len(norms) == 3 and all(l.synchronized for l in norms)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(image_shape=(32, 32)), "image_shape"),
+        (dict(cnn={"type": "vit"}), "Unknown backbone type"),
+        (dict(cnn={"type": "application", "name": "NotANet"}), "Unknown keras.applications backbone"),
+        (dict(sweep={"blocks": -1, "units": 4}), "blocks"),
+        (dict(sweep={"blocks": 1}), "needs `units`"),
+        (dict(sweep={"units": 4, "width": 3}), "Unknown sweep options \\['width'\\]"),
+        (dict(sweep={"units": 4, "cell": "tcn"}), "Unknown cell"),
+        (dict(match_filters=0), "match_filters"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CRNNBackbone(**{"image_shape": (16, 16, 3), **kwargs})

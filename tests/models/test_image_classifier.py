@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import keras
+import keras_hub
+
+from crnn_keras.layers import SpatialSweep2D
+from crnn_keras.models import CRNNImageClassifier, SparseCategoricalCrossentropy, cnn_baseline
+
+
+def _images(n, shape, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(n,) + tuple(shape)).astype("float32")
+
+
+def _sweeps(model):
+    return [l for l in model.backbone.layers if isinstance(l, SpatialSweep2D)]
+
+
+@pytest.mark.parametrize("preset", ["crnn_tiny", "crnn_small", "crnn_fashion_mnist"])
+def test_presets_output_logits(preset):
+    model = CRNNImageClassifier.from_preset(preset, num_classes=7)
+    assert isinstance(model, keras_hub.models.ImageClassifier)
+    logits = model.predict(_images(3, model.backbone.image_shape), verbose=0)
+    assert logits.shape == (3, 7)
+    assert not np.allclose(logits.sum(-1), 1.0)  # Logits, not probabilities.
+    probs = model.predict_proba(_images(3, model.backbone.image_shape), verbose=0)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+
+
+def test_paper_head_is_pool5_flatten_and_two_fc_layers():
+    model = CRNNImageClassifier.from_preset("crnn_paper", num_classes=397)
+    assert model.input_shape == (None, 227, 227, 3) and model.output_shape == (None, 397)
+    assert model.get_layer("pool5").pool_size == (3, 3)
+    assert model.get_layer("fc1").units == 4096 and model.get_layer("fc2").units == 4096
+
+
+def test_compile_defaults_train_on_integer_labels_and_lower_the_loss():
+    # Is the top half brighter than the bottom half? The halves are far apart.
+    rng = np.random.default_rng(0)
+    levels = rng.uniform(30, 220, size=(128, 2, 1, 1, 1))
+    x = np.concatenate([np.broadcast_to(levels[:, i], (128, 8, 16, 1)) for i in (0, 1)], axis=1)
+    x = np.clip(x + rng.normal(0, 20, x.shape), 0, 255).astype("float32")
+    y = (levels[:, 0, 0, 0, 0] > levels[:, 1, 0, 0, 0]).astype("int32")
+    keras.utils.set_random_seed(0)
+    model = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=2, image_shape=(16, 16, 1))
+    model.compile()  # No arguments, as in keras-hub.
+    assert isinstance(model.loss, SparseCategoricalCrossentropy) and model.loss.from_logits
+    history = model.fit(x, y, epochs=6, batch_size=16, verbose=0).history
+    assert history["loss"][-1] < 0.7 * history["loss"][0], history["loss"]
+    assert "accuracy" in history
+
+
+def test_label_smoothing_loss_matches_keras_on_one_hot_labels():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 4)).astype("float32")
+    labels = rng.integers(0, 4, 6)
+    ours = SparseCategoricalCrossentropy(from_logits=True, label_smoothing=0.2)(labels, logits)
+    ref = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2)(
+        np.eye(4)[labels], logits)
+    np.testing.assert_allclose(float(ours), float(ref), rtol=1e-5)
+    probs = keras.ops.softmax(logits)
+    plain = SparseCategoricalCrossentropy(from_logits=False)(labels, probs)
+    ref = keras.losses.SparseCategoricalCrossentropy()(labels, probs)
+    np.testing.assert_allclose(float(plain), float(ref), rtol=1e-5)
+
+
+def test_get_config_round_trip_and_keras_file(tmp_path):
+    model = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=5, image_shape=(16, 16, 3),
+                                            sweep={"order": "parallel"}, dropout=0.1, hidden_units=[8])
+    config = model.get_config()
+    assert config["num_classes"] == 5 and config["hidden_units"] == [8] and config["dropout"] == 0.1
+    assert config["backbone"]["config"]["sweep"]["order"] == "parallel"
+    x = _images(4, (16, 16, 3), seed=1)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(loaded) is CRNNImageClassifier and loaded.compiled
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_new_head_on_a_backbone():
+    model = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3, image_shape=(16, 16, 1))
+    other = CRNNImageClassifier(model.backbone, num_classes=6, pooling="max")
+    assert other.output_shape == (None, 6)
+    assert other.backbone is model.backbone
+
+
+@pytest.mark.parametrize("preset", ["crnn_tiny", "crnn_small", "crnn_fashion_mnist"])
+def test_baseline_has_the_same_cnn_and_matched_parameters(preset):
+    crnn = CRNNImageClassifier.from_preset(preset, num_classes=10)
+    plain = cnn_baseline(crnn, match_params=False)
+    matched = cnn_baseline(crnn)
+    assert not _sweeps(plain) and not _sweeps(matched)
+    convs = lambda m: [l.name for l in m.backbone.layers if isinstance(l, keras.layers.Conv2D)]  # noqa: E731
+    assert convs(plain) == convs(crnn)
+    assert plain.count_params() < crnn.count_params()
+    assert abs(matched.count_params() - crnn.count_params()) / crnn.count_params() < 0.01
+    assert matched.backbone.get_layer("match_block_conv").filters > 0
+    assert matched.backbone.sweep_blocks == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(num_classes=1), "num_classes"),
+        (dict(num_classes=3, pooling="median"), "Unknown pooling"),
+        (dict(num_classes=3, hidden_units=[0]), "hidden_units"),
+        (dict(num_classes=3, dropout=1.5), "dropout"),
+        (dict(num_classes=3, activation="sigmoid"), "activation"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, message):
+    backbone = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3).backbone
+    with pytest.raises(ValueError, match=message):
+        CRNNImageClassifier(backbone, **kwargs)
+
+
+def test_flatten_needs_a_fixed_size_and_label_smoothing_needs_the_auto_loss():
+    with pytest.raises(ValueError, match="fixed image size"):
+        CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3, image_shape=(None, None, 3),
+                                        pooling="flatten")
+    model = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        model.compile(loss="sparse_categorical_crossentropy", label_smoothing=0.1)
