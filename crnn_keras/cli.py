@@ -150,6 +150,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_save_preset(args: argparse.Namespace) -> int:
+    from crnn_keras.training.run_dir import save_run_as_preset
+
+    meta = save_run_as_preset(args.run, args.preset_dir, description=args.description, verbose=1)
+    print(f"Saved {args.run} to {args.preset_dir}: test accuracy {meta['test_accuracy']:.4f} "
+          f"on {meta['test_examples']} {meta['dataset']} [{meta['test_split']}] images, "
+          f"{meta['parameter_count']} parameters")
+    return 0
+
+
 def _number(text: str) -> int | float:
     return float(text) if any(c in text for c in ".eE") else int(text)
 
@@ -233,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--image-size", type=int)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("save-preset", help="save a run's model as a keras-hub preset folder")
+    p.add_argument("run", help="run directory")
+    p.add_argument("preset_dir", help="folder to write (replaced whole, atomically)")
+    p.add_argument("--description", default="", help="one line for metadata.json")
+    p.set_defaults(func=cmd_save_preset)
 
     p = sub.add_parser("demo", help="C-RNN vs CNN baseline on the built-in task, then export")
     p.add_argument("--config", help="YAML or JSON config file for both runs")

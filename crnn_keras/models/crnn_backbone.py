@@ -10,6 +10,7 @@ from keras_hub.models import Backbone
 
 from crnn_keras.layers import SpatialSweep2D
 from crnn_keras.models.backbones import apply_backbone, conv_block
+from crnn_keras.models.presets import classproperty, list_presets
 
 SWEEP_KEYS = ("units", "cell", "bidirectional", "merge_mode", "order", "parallel_merge",
               "dropout", "recurrent_dropout", "use_cudnn", "unroll", "blocks")
@@ -132,6 +133,11 @@ class CRNNBackbone(Backbone):
             match_filters=self.match_filters,
         )
         return config
+
+    @classproperty
+    def presets(cls) -> dict[str, dict]:
+        """Every preset name with its description and whether it carries weights."""
+        return list_presets()
 
     @classmethod
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs) -> "CRNNBackbone":

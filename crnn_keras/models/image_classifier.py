@@ -10,6 +10,7 @@ from keras_hub.models import ImageClassifier, Task
 
 from crnn_keras.models.crnn_backbone import CRNNBackbone
 from crnn_keras.models.losses import SparseCategoricalCrossentropy
+from crnn_keras.models.presets import classproperty, list_presets
 
 POOLINGS = ("avg", "max", "flatten")
 DEFAULT_LEARNING_RATE = 1e-3
@@ -187,6 +188,13 @@ class CRNNImageClassifier(ImageClassifier):
             return keras.Model.predict(self, *args, **kwargs)
         return super().predict(*args, **kwargs)
 
+    def save_task_weights(self, filepath):
+        """The head's weights, without the optimizer state (keras-hub's includes it)."""
+        skip = list(self.backbone._flatten_layers())
+        if getattr(self, "optimizer", None) is not None:
+            skip.append(self.optimizer)
+        keras.saving.save_weights(self, filepath, objects_to_skip=skip)
+
     def compile_from_config(self, config):
         """Restores the compiled state of a saved `.keras` model."""
         config = keras.saving.deserialize_keras_object(config)
@@ -198,6 +206,11 @@ class CRNNImageClassifier(ImageClassifier):
         """Class probabilities: `predict` followed by a softmax over logits."""
         out = self.predict(x, **kwargs)
         return keras.ops.convert_to_numpy(keras.ops.softmax(out)) if self.outputs_logits else out
+
+    @classproperty
+    def presets(cls) -> dict[str, dict]:
+        """Every preset name with its description and whether it carries weights."""
+        return list_presets()
 
     @classmethod
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs) -> "CRNNImageClassifier":

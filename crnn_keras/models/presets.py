@@ -123,6 +123,13 @@ def list_presets() -> dict[str, dict[str, Any]]:
     return dict(sorted(out.items()))
 
 
+class classproperty(property):
+    """A read-only property of the class (keras-hub's `Model.presets` style)."""
+
+    def __get__(self, _, owner):
+        return self.fget(owner)
+
+
 def unknown_preset_error(name: Any) -> ValueError:
     return ValueError(
         f"Unknown preset {name!r}. Available presets: {', '.join(list_presets())} "

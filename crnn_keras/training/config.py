@@ -133,6 +133,33 @@ def _matches(value: Any, hint: Any) -> bool:
     return isinstance(value, hint)
 
 
+def to_command(config: TrainConfig) -> str:
+    """The `crnn-keras train` command line for `config` (flags for non-default fields).
+
+    Example:
+
+    >>> to_command(TrainConfig(dataset="fashion_mnist", epochs=8, sweep={"units": 48}))
+    'crnn-keras train --dataset fashion_mnist --sweep \'{"units": 48}\' --epochs 8'
+    """
+    import shlex
+
+    default = TrainConfig()
+    parts = ["crnn-keras", "train"]
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        always = field.name in ("dataset", "preset", "model", "epochs")
+        if (value == getattr(default, field.name) and not always) or field.name == "verbose":
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + field.name.replace("_", "-"))
+        elif isinstance(value, (dict, list)):
+            parts += [flag, shlex.quote(json.dumps(value))]
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
 def load_config_file(path: str) -> dict[str, Any]:
     """Reads a YAML or JSON config file into a dict."""
     if not os.path.exists(path):

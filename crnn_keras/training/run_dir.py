@@ -28,3 +28,47 @@ def class_names_near(model_path: str, num_classes: int) -> list[str]:
         if len(names) == num_classes:
             return list(names)
     return [str(i) for i in range(num_classes)]
+
+
+def save_run_as_preset(run_dir: str, preset_dir: str, description: str = "",
+                       verbose: int = 0) -> dict:
+    """Writes a run's model (best, else last) as a keras-hub preset folder.
+
+    The model is first scored on the run's full test split; `metadata.json`
+    records the dataset, that accuracy, the parameter count, the class names,
+    and the two commands that reproduce the folder. Returns the metadata.
+    """
+    import keras
+
+    from crnn_keras.data import load_dataset
+    from crnn_keras.models import CRNNImageClassifier
+    from crnn_keras.training.config import TrainConfig, load_config_file, to_command
+    from crnn_keras.training.evaluation import evaluate_model
+
+    config_path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isdir(run_dir) or not os.path.exists(config_path):
+        raise ValueError(f"{run_dir!r} is not a run directory (no config.yaml).")
+    config = TrainConfig.from_dict(load_config_file(config_path))
+    model_path = find_model(run_dir)
+    model = keras.saving.load_model(model_path, safe_mode=True)
+    if not isinstance(model, CRNNImageClassifier):
+        raise ValueError(f"{model_path!r} holds a {type(model).__name__}, not a CRNNImageClassifier; "
+                         "train it again with this version of crnn-keras.")
+    test, info = load_dataset(config.dataset, config.test_split, image_size=config.image_size,
+                              channels=config.channels, batch_size=256, shuffle=False)
+    metrics = evaluate_model(model, test, info.class_names, verbose=verbose)
+    metadata = {
+        "description": description or f"{config.preset} trained on {config.dataset}.",
+        "dataset": config.dataset,
+        "test_split": config.test_split,
+        "test_accuracy": round(metrics["accuracy"], 4),
+        "test_examples": metrics["num_examples"],
+        "checkpoint": os.path.basename(model_path),
+        "class_names": info.class_names,
+        "commands": [to_command(config),
+                     f"crnn-keras save-preset {run_dir} {preset_dir}"],
+        "training_config": config.to_dict(),
+    }
+    model.save_to_preset(preset_dir, metadata=metadata)
+    with open(os.path.join(preset_dir, "metadata.json"), encoding="utf-8") as f:
+        return json.load(f)

@@ -1,0 +1,179 @@
+import json
+import os
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from crnn_keras.data import load_dataset
+from crnn_keras.models import CRNNBackbone, CRNNImageClassifier, list_presets, preset_metadata
+from crnn_keras.models.presets import trained_presets
+
+ARCHITECTURES = ["crnn_fashion_mnist", "crnn_paper", "crnn_small", "crnn_tiny"]
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def test_list_presets_says_which_carry_weights():
+    presets = list_presets()
+    assert set(ARCHITECTURES) <= set(presets)
+    assert not any(presets[name]["weights"] for name in ARCHITECTURES)
+    trained = [name for name, p in presets.items() if p["weights"]]
+    assert {"crnn_tiny_rooks", "crnn_fashion_mnist_trained"} <= set(trained)
+    assert list(CRNNImageClassifier.presets) == list(presets)
+
+
+@pytest.mark.parametrize("name", sorted(trained_presets()))
+def test_trained_preset_layout_and_metadata(name):
+    folder = trained_presets()[name]
+    assert sorted(os.listdir(folder)) == ["config.json", "metadata.json", "model.weights.h5",
+                                          "task.json", "task.weights.h5"]
+    assert sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)) < 2_000_000
+    meta = preset_metadata(name)
+    model = CRNNImageClassifier.from_preset(name)
+    assert meta["parameter_count"] == model.count_params()
+    assert meta["num_classes"] == model.num_classes == len(meta["class_names"])
+    assert meta["commands"][0].startswith("crnn-keras train ") and meta["dataset"] in meta["commands"][0]
+    assert 0 < meta["test_accuracy"] <= 1 and meta["test_examples"] > 0
+
+
+def _reproduces_its_accuracy(name):
+    meta = preset_metadata(name)
+    model = CRNNImageClassifier.from_preset(name)
+    test, info = load_dataset(meta["dataset"], meta["test_split"], batch_size=500, shuffle=False)
+    assert info.class_names == meta["class_names"]
+    correct = total = 0
+    for x, y in test:
+        correct += int((np.argmax(model.predict_on_batch(x), -1) == y.numpy()).sum())
+        total += len(y)
+    assert total == meta["test_examples"]
+    assert abs(correct / total - meta["test_accuracy"]) <= 0.002, (correct / total, meta["test_accuracy"])
+
+
+def test_rooks_preset_reproduces_its_test_accuracy():
+    _reproduces_its_accuracy("crnn_tiny_rooks")
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_preset_reproduces_its_accuracy_on_the_real_test_set():
+    _reproduces_its_accuracy("crnn_fashion_mnist_trained")
+
+
+def test_architecture_preset_overrides_and_backbone_from_preset():
+    model = CRNNImageClassifier.from_preset("crnn_small", num_classes=4, image_shape=(None, None, 1),
+                                            sweep={"cell": "gru", "blocks": 2}, dropout=0.0)
+    assert model.backbone.sweep == {"units": 64, "cell": "gru", "order": "rows_then_columns", "blocks": 2}
+    assert model.backbone.image_shape == (None, None, 1) and model.dropout == 0.0
+    backbone = CRNNBackbone.from_preset("crnn_tiny_rooks")
+    trained = CRNNImageClassifier.from_preset("crnn_tiny_rooks")
+    for a, b in zip(backbone.get_weights(), trained.backbone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_save_to_preset_round_trip_and_new_head(tmp_path):
+    model = CRNNImageClassifier.from_preset("crnn_tiny_rooks")
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("float32")
+    model.save_to_preset(str(tmp_path / "p"))
+    again = CRNNImageClassifier.from_preset(str(tmp_path / "p"))
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    same = CRNNImageClassifier.from_preset(str(tmp_path / "p"), num_classes=2)  # The trained head.
+    np.testing.assert_allclose(same.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    with pytest.warns(UserWarning, match="trained with 2 classes.*new, randomly initialised.*num_classes=5"):
+        five = CRNNImageClassifier.from_preset("crnn_tiny_rooks", num_classes=5)
+    assert five.output_shape == (None, 5)
+    for a, b in zip(five.backbone.get_weights(), model.backbone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_failed_save_leaves_the_earlier_preset_as_it_was(tmp_path, monkeypatch):
+    from keras_hub.models import Task
+
+    target = tmp_path / "p"
+    CRNNImageClassifier.from_preset("crnn_tiny_rooks").save_to_preset(str(target))
+    before = {f: (target / f).read_bytes() for f in os.listdir(target)}
+
+    def crash(self, preset_dir, **kwargs):
+        os.makedirs(preset_dir)
+        with open(os.path.join(preset_dir, "config.json"), "w") as f:
+            f.write("{partial")
+        raise KeyboardInterrupt("killed mid-save")
+
+    monkeypatch.setattr(Task, "save_to_preset", crash)
+    with pytest.raises(KeyboardInterrupt):
+        CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3).save_to_preset(str(target))
+    assert {f: (target / f).read_bytes() for f in os.listdir(target)} == before
+    assert os.listdir(tmp_path) == ["p"]  # No staging folder left behind.
+
+
+def test_hub_handles_pass_through_to_keras_hub(tmp_path, monkeypatch):
+    from keras_hub.src.utils import preset_utils
+
+    local = trained_presets()["crnn_tiny_rooks"]
+    asked = []
+
+    def fake_get_file(preset, path):  # Stands in for the Hugging Face download.
+        asked.append(preset)
+        assert preset == "hf://someone/crnn_tiny_rooks"
+        return os.path.join(local, path)
+
+    monkeypatch.setattr(preset_utils, "get_file", fake_get_file)
+    model = CRNNImageClassifier.from_preset("hf://someone/crnn_tiny_rooks")
+    assert model.num_classes == 2 and asked
+
+
+def _broken_copy(tmp_path, name, content):
+    folder = tmp_path / "broken"
+    shutil.copytree(trained_presets()["crnn_tiny_rooks"], folder)
+    if content is None:
+        os.remove(folder / name)
+    else:
+        (folder / name).write_bytes(content)
+    return str(folder)
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("config.json", None, "has no config.json"),
+        ("config.json", b"{not json", "config.json' is corrupt"),
+        ("task.json", b"[1, 2]", "task.json' is corrupt"),
+        ("model.weights.h5", None, "has no model.weights.h5"),
+        ("model.weights.h5", b"garbage", "model.weights.h5' is corrupt or not an HDF5 file"),
+        ("task.weights.h5", b"garbage", "task.weights.h5' is corrupt or not an HDF5 file"),
+    ],
+)
+def test_missing_or_corrupt_preset_files_are_named(tmp_path, name, content, message):
+    with pytest.raises(ValueError, match=message):
+        CRNNImageClassifier.from_preset(_broken_copy(tmp_path, name, content))
+
+
+def test_weights_that_do_not_fit_name_the_layer(tmp_path):
+    other = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=2, sweep={"units": 8})
+    other.save_to_preset(str(tmp_path / "other"))
+    folder = _broken_copy(tmp_path, "model.weights.h5", (tmp_path / "other" / "model.weights.h5").read_bytes())
+    with pytest.raises(ValueError, match="does not fit the model: layer '.*spatial_sweep.*' variable"):
+        CRNNImageClassifier.from_preset(folder)
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: CRNNImageClassifier.from_preset("crnn_huge", num_classes=3),
+         "Unknown preset 'crnn_huge'. Available presets: crnn_fashion_mnist, .*crnn_tiny_rooks"),
+        (lambda: CRNNImageClassifier.from_preset("crnn_small"), "pass num_classes"),
+        (lambda: CRNNImageClassifier.from_preset("crnn_tiny_rooks", sweep={"units": 4}),
+         "do not fit the trained weights"),
+        (lambda: CRNNImageClassifier.from_preset("crnn_small", num_classes=3, head={"units": 3}),
+         "Unknown head options"),
+        (lambda: CRNNBackbone.from_preset("crnn_tiny_rooks", cnn="alexnet"), "do not fit the trained weights"),
+    ],
+)
+def test_bad_preset_requests(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_metadata_json_is_plain_json():
+    for folder in trained_presets().values():
+        with open(os.path.join(folder, "metadata.json")) as f:
+            assert isinstance(json.load(f)["training_config"], dict)
