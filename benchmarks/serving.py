@@ -24,9 +24,10 @@ def main() -> None:
         path = sys.argv[1]
     else:
         from crnn_keras.export import export_saved_model
-        from crnn_keras.models import build_crnn
+        from crnn_keras.models import CRNNImageClassifier
 
-        path = export_saved_model(build_crnn(10, (32, 32, 3), preset="crnn_small"), tempfile.mkdtemp())
+        model = CRNNImageClassifier.from_preset("crnn_small", num_classes=10, image_shape=(32, 32, 3))
+        path = export_saved_model(model, tempfile.mkdtemp())
     loaded = tf.saved_model.load(path)
     by_bytes, by_tensor = loaded.signatures["serving_default"], loaded.signatures["serve_tensor"]
     shape = by_tensor.structured_input_signature[1]["images"].shape[1:]

@@ -23,12 +23,12 @@ def keras_case(kind: str, xla: bool = False) -> dict:
     import keras
     import numpy as np
 
-    from crnn_keras.models import build_cnn_baseline, build_crnn
+    from crnn_keras.models import CRNNImageClassifier, cnn_baseline
 
     keras.utils.set_random_seed(0)
-    crnn = build_crnn(CLASSES, (SIZE, SIZE, 3), preset="crnn_small")
-    model = crnn if kind == "crnn" else build_cnn_baseline(CLASSES, (SIZE, SIZE, 3), "crnn_small", match_params=crnn)
-    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy", jit_compile=xla)
+    crnn = CRNNImageClassifier.from_preset("crnn_small", num_classes=CLASSES, image_shape=(SIZE, SIZE, 3))
+    model = crnn if kind == "crnn" else cnn_baseline(crnn)
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=xla)
     x = np.random.default_rng(0).integers(0, 256, (BATCH, SIZE, SIZE, 3)).astype("float32")
     y = np.random.default_rng(1).integers(0, CLASSES, (BATCH,))
     train = median(time_calls(lambda: model.train_on_batch(x, y), warmup=3, repeats=15))

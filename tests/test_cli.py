@@ -67,3 +67,23 @@ def test_export_cli_versions(run_dir, tmp_path, capsys):
 def test_missing_run_dir(capsys, tmp_path):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "no best.keras or last.keras" in capsys.readouterr().err
+
+
+def test_save_preset_scores_the_full_test_split_and_reloads(run_dir, capsys, tmp_path):
+    from crnn_keras.models import CRNNImageClassifier
+    from crnn_keras.training import evaluate_model
+
+    folder = tmp_path / "preset"
+    assert main(["save-preset", str(run_dir), str(folder), "--description", "tiny rooks"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["description"] == "tiny rooks" and meta["test_examples"] == 32
+    assert meta["class_names"] == ["safe", "attacking"] and meta["checkpoint"] == "best.keras"
+    assert meta["commands"][0].startswith(f"crnn-keras train --dataset '{DATASET}'")
+    model = CRNNImageClassifier.from_preset(str(folder))
+    from crnn_keras.data import load_dataset
+
+    test, info = load_dataset(DATASET, "test", batch_size=8, shuffle=False)
+    assert round(evaluate_model(model, test, info.class_names)["accuracy"], 4) == meta["test_accuracy"]
+    assert main(["save-preset", str(tmp_path), str(tmp_path / "x")]) == 2  # Not a run directory.
+    assert "not a run directory" in capsys.readouterr().err

@@ -45,3 +45,17 @@ def test_bad_configs_fail_before_any_work(data, message, tmp_path):
 def test_cli_reports_bad_config(capsys, tmp_path):
     assert main(["train", "--epochs", "0", "--output-dir", str(tmp_path / "r")]) == 2
     assert "epochs must be >= 1" in capsys.readouterr().err
+
+
+def test_to_command_round_trips_through_the_cli():
+    import shlex
+
+    from crnn_keras.cli import _config_from_args, build_parser
+    from crnn_keras.training.config import to_command
+
+    config = TrainConfig(dataset="builtin:rooks?train_size=64", preset="crnn_small", epochs=3,
+                         sweep={"units": 48, "cell": "gru"}, backbone={"sync_batch_norm": True},
+                         augment=True, match_params=False, learning_rate=2e-3).validate()
+    argv = shlex.split(to_command(config))
+    assert argv[:2] == ["crnn-keras", "train"]
+    assert _config_from_args(build_parser().parse_args(argv[1:])) == config
