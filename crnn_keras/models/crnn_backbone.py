@@ -10,7 +10,7 @@ from keras_hub.models import Backbone
 
 from crnn_keras.layers import SpatialSweep2D
 from crnn_keras.models.backbones import apply_backbone, conv_block
-from crnn_keras.models.presets import classproperty, list_presets
+from crnn_keras.models.presets import check_base_kwargs, classproperty, list_presets
 
 SWEEP_KEYS = ("units", "cell", "bidirectional", "merge_mode", "order", "parallel_merge",
               "dropout", "recurrent_dropout", "use_cudnn", "unroll", "blocks")
@@ -84,6 +84,7 @@ class CRNNBackbone(Backbone):
         dtype: Any = None,
         **kwargs,
     ):
+        check_base_kwargs(type(self).__name__, kwargs)
         image_shape = tuple(image_shape)
         if len(image_shape) != 3 or image_shape[-1] is None:
             raise ValueError(f"`image_shape` must be (height, width, channels) with known "

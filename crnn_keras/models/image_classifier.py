@@ -10,7 +10,7 @@ from keras_hub.models import ImageClassifier, Task
 
 from crnn_keras.models.crnn_backbone import CRNNBackbone
 from crnn_keras.models.losses import SparseCategoricalCrossentropy
-from crnn_keras.models.presets import classproperty, list_presets
+from crnn_keras.models.presets import check_base_kwargs, classproperty, list_presets
 
 POOLINGS = ("avg", "max", "flatten")
 DEFAULT_LEARNING_RATE = 1e-3
@@ -86,6 +86,7 @@ class CRNNImageClassifier(ImageClassifier):
         if activation not in (None, "softmax", "linear"):
             raise ValueError(f"`activation` must be None (logits) or 'softmax', got {activation!r}.")
         compile_now = kwargs.pop("compile", True)
+        check_base_kwargs(type(self).__name__, kwargs)
         head_dtype = head_dtype or backbone.dtype_policy
 
         # === Layers ===

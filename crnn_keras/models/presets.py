@@ -123,6 +123,17 @@ def list_presets() -> dict[str, dict[str, Any]]:
     return dict(sorted(out.items()))
 
 
+BASE_KWARGS = ("name", "trainable", "dtype")
+
+
+def check_base_kwargs(cls_name: str, kwargs: dict) -> None:
+    """Refuses keyword arguments that Keras's functional `Model` would drop silently."""
+    unknown = sorted(set(kwargs) - set(BASE_KWARGS))
+    if unknown:
+        raise ValueError(f"{cls_name} got unknown arguments {unknown}; see help({cls_name}) "
+                         "for the accepted ones.")
+
+
 class classproperty(property):
     """A read-only property of the class (keras-hub's `Model.presets` style)."""
 

@@ -166,6 +166,8 @@ def test_weights_that_do_not_fit_name_the_layer(tmp_path):
         (lambda: CRNNImageClassifier.from_preset("crnn_small", num_classes=3, head={"units": 3}),
          "Unknown head options"),
         (lambda: CRNNBackbone.from_preset("crnn_tiny_rooks", cnn="alexnet"), "do not fit the trained weights"),
+        (lambda: CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3, foo=1), "unknown arguments \\['foo'\\]"),
+        (lambda: CRNNBackbone.from_preset("crnn_tiny", pooling="avg"), "unknown arguments \\['pooling'\\]"),
     ],
 )
 def test_bad_preset_requests(call, message):
