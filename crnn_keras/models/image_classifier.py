@@ -174,10 +174,12 @@ class CRNNImageClassifier(ImageClassifier):
 
     # Without a preprocessor, Keras's own loops: they shuffle NumPy inputs each
     # epoch, where keras-hub's pipeline would batch them in a fixed order.
-    def fit(self, *args, **kwargs):
+    def fit(self, x=None, y=None, *args, **kwargs):
         if self.preprocessor is None:
-            return keras.Model.fit(self, *args, **kwargs)
-        return super().fit(*args, **kwargs)
+            if type(x).__module__.startswith("tensorflow") and "shuffle" not in kwargs:
+                kwargs["shuffle"] = False  # Keras ignores it for a tf.data.Dataset, and warns.
+            return keras.Model.fit(self, x, y, *args, **kwargs)
+        return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, *args, **kwargs):
         if self.preprocessor is None:
