@@ -138,8 +138,8 @@ def to_command(config: TrainConfig) -> str:
 
     Example:
 
-    >>> to_command(TrainConfig(dataset="fashion_mnist", epochs=8, sweep={"units": 48}))
-    'crnn-keras train --dataset fashion_mnist --sweep \'{"units": 48}\' --epochs 8'
+    >>> to_command(TrainConfig(dataset="fashion_mnist", epochs=8, augment=True))
+    'crnn-keras train --dataset fashion_mnist --model crnn --preset crnn_tiny --epochs 8 --augment'
     """
     import shlex
 
