@@ -8,8 +8,10 @@ Signatures:
 - `serving_default`: `image_bytes` `[None]` string (encoded JPEG, PNG, BMP or
   GIF; TF Serving's REST API turns `{"b64": ...}` into these bytes).
 - `serve_tensor`: `images` `[None, H, W, C]` float32 pixels on the 0-255 scale.
-Both return `probabilities` `[None, K]` (a softmax over the model's logits), `top_k_scores` `[None, k]` float32,
-`top_k_classes` `[None, k]` int32 and `top_k_labels` `[None, k]` string.
+Both return `probabilities` `[None, K]` (a softmax over the model's logits),
+`top_k_scores` `[None, k]` float32, `top_k_classes` `[None, k]` int32 and
+`top_k_labels` `[None, k]` string. Bad requests fail with `InvalidArgument`
+naming the image and the problem (see `crnn_keras.export.requests`).
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ import uuid
 import keras
 import tensorflow as tf
 
+from crnn_keras.export.requests import check_pixels, decode_image_bytes
 from crnn_keras.models import outputs_logits
 
 
 DEFAULT_MAX_PIXELS = 40_000_000
-_MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG", "gif": b"GIF8", "bmp": b"BM"}
 
 
 def portable_clone(model: keras.Model) -> keras.Model:
@@ -55,54 +57,6 @@ def portable_clone(model: keras.Model) -> keras.Model:
     copy = keras.saving.deserialize_keras_object(config)
     copy.set_weights(model.get_weights())
     return copy
-
-
-def _be32(h, i):
-    return h[i] * 16777216 + h[i + 1] * 65536 + h[i + 2] * 256 + h[i + 3]
-
-
-def _le(h, i, n):
-    return sum(h[i + k] * (256**k) for k in range(n))
-
-
-def _decode_one(data, channels: int, size, max_pixels: int):
-    """Checks and decodes one encoded image to `size + (channels,)` float32."""
-    length = tf.strings.length(data)
-    prefix = {k: tf.equal(tf.strings.substr(data, 0, len(m)), m) for k, m in _MAGIC.items()}
-    known = prefix["jpeg"] | prefix["png"] | prefix["gif"] | prefix["bmp"]
-    checks = [
-        tf.debugging.assert_greater_equal(
-            length, 26, message="image_bytes: too short to be a JPEG, PNG, BMP or GIF image"
-        ),
-        tf.debugging.Assert(known, ["image_bytes: not a JPEG, PNG, BMP or GIF image"]),
-    ]
-    with tf.control_dependencies(checks):
-        data = tf.identity(data)
-    head = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 0, 26), tf.uint8), tf.int64)
-
-    def jpeg_pixels():
-        shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
-        return shape[0] * shape[1]
-
-    pixels = tf.case(
-        [
-            (prefix["png"], lambda: _be32(head, 16) * _be32(head, 20)),
-            (prefix["gif"], lambda: _le(head, 6, 2) * _le(head, 8, 2)),
-            (prefix["bmp"], lambda: tf.abs(_le(head, 18, 4) * _le(head, 22, 4))),
-        ],
-        default=jpeg_pixels,
-        exclusive=True,
-    )
-    size_check = tf.debugging.assert_less_equal(
-        pixels, tf.constant(max_pixels, tf.int64),
-        message=f"image_bytes: image has too many pixels (limit max_pixels={max_pixels})",
-    )
-    with tf.control_dependencies([size_check]):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-    if channels == 1:
-        image = tf.image.rgb_to_grayscale(image)
-    image = tf.image.resize(tf.cast(image, tf.float32), size)
-    return tf.ensure_shape(image, tuple(size) + (channels,))
 
 
 def _next_version(base_dir: str) -> int:
@@ -184,14 +138,10 @@ def export_saved_model(
             }
 
         def serve_bytes(image_bytes):
-            images = tf.map_fn(
-                lambda b: _decode_one(b, channels, image_size, max_pixels), image_bytes,
-                fn_output_signature=tf.TensorSpec(tuple(image_size) + (channels,), tf.float32),
-            )
-            return outputs(images)
+            return outputs(decode_image_bytes(image_bytes, channels, image_size, max_pixels))
 
         def serve_tensor(images):
-            images = tf.cast(images, tf.float32)
+            images = check_pixels(images, height, width, channels)
             if (height, width) != tuple(image_size):
                 images = tf.image.resize(images, image_size)
             return outputs(images)

@@ -64,3 +64,83 @@ def test_errors_are_mapped(server):
         TFServingClient("http://127.0.0.1:9", "rooks", timeout=2).status()
     with pytest.raises(ValueError, match="http"):
         TFServingClient("localhost:8501", "rooks")
+
+
+# TF Serving's REST API as documented at https://www.tensorflow.org/tfx/serving/api_rest
+# (tensorflow_serving/g3doc/api_rest.md): "Model status API" (a GetModelStatusResponse),
+# "Predict API / Response format" (row format: "predictions" is a list of objects, one key per
+# named output, when the signature has several outputs), and errors as {"error": <message>}.
+DOCUMENTED_STATUS = {"model_version_status": [
+    {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+DOCUMENTED_NOT_FOUND = {"error": "Servable not found for request: Latest(half)"}
+
+
+def _get(url, body=None):
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_stand_in_answers_match_the_documented_rest_responses(server):
+    import base64
+
+    url, _ = server
+    code, status = _get(f"{url}/v1/models/rooks")
+    assert code == 200 and set(status) == set(DOCUMENTED_STATUS)
+    (entry,) = status["model_version_status"]
+    documented = DOCUMENTED_STATUS["model_version_status"][0]
+    assert set(entry) == set(documented) and set(entry["status"]) == set(documented["status"])
+    assert isinstance(entry["version"], str) and entry["state"] == "AVAILABLE"
+    assert entry["status"] == documented["status"]
+
+    code, answer = _get(f"{url}/v1/models/half:predict", {"instances": [1.0]})
+    assert code == 404 and set(answer) == set(DOCUMENTED_NOT_FOUND)
+    assert answer["error"] == DOCUMENTED_NOT_FOUND["error"]
+
+    png, _ = _png(0)
+    code, answer = _get(f"{url}/v1/models/rooks:predict",
+                        {"instances": [{"b64": base64.b64encode(png).decode()}] * 2})
+    assert code == 200 and set(answer) == {"predictions"} and len(answer["predictions"]) == 2
+    for row in answer["predictions"]:  # One object per instance, a key per named output.
+        assert set(row) == {"probabilities", "top_k_scores", "top_k_classes", "top_k_labels"}
+    code, answer = _get(f"{url}/v1/models/rooks:predict", {"instances": [{"b64": "bm90IGFuIGltYWdl"}]})
+    assert code == 400 and set(answer) == {"error"} and isinstance(answer["error"], str)
+
+
+def test_client_reads_the_documented_payloads_verbatim():
+    """The client against TF Serving's own documented JSON, served as is."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Documented(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            code, payload = (200, DOCUMENTED_STATUS) if self.path == "/v1/models/half_plus_three" \
+                else (404, DOCUMENTED_NOT_FOUND)
+            body = json.dumps(payload).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Documented)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        assert TFServingClient(url, "half_plus_three").status() == DOCUMENTED_STATUS
+        with pytest.raises(TFServingError, match="404.*Servable not found for request: Latest\\(half\\)"):
+            TFServingClient(url, "half").status()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
