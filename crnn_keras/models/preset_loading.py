@@ -8,6 +8,7 @@ keras-hub's preset loader, after checks that name a missing or corrupt file.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -53,6 +54,10 @@ def atomic_preset_dir(preset_dir: str) -> Iterator[str]:
         raise ValueError(f"Preset folder {preset_dir!r} is a file; pass a folder path.")
     parent = os.path.dirname(preset_dir)
     os.makedirs(parent, exist_ok=True)
+    # Leftovers of a save that was killed (kill -9 skips the cleanup below).
+    for stale in glob.glob(glob.escape(preset_dir) + ".tmp-*") + glob.glob(glob.escape(preset_dir) + ".old-*"):
+        warnings.warn(f"Removing {stale!r}, left by an interrupted save_to_preset.", stacklevel=3)
+        shutil.rmtree(stale, ignore_errors=True)
     tag = uuid.uuid4().hex[:8]
     staging = f"{preset_dir}.tmp-{tag}"
     _STAGING.add(staging)

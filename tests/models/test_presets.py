@@ -103,6 +103,11 @@ def test_a_failed_save_leaves_the_earlier_preset_as_it_was(tmp_path, monkeypatch
         CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3).save_to_preset(str(target))
     assert {f: (target / f).read_bytes() for f in os.listdir(target)} == before
     assert os.listdir(tmp_path) == ["p"]  # No staging folder left behind.
+    monkeypatch.undo()
+    (tmp_path / "p.tmp-deadbeef").mkdir()  # As a kill -9 mid-save would leave it.
+    with pytest.warns(UserWarning, match="left by an interrupted save_to_preset"):
+        CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3).save_to_preset(str(target))
+    assert os.listdir(tmp_path) == ["p"] and CRNNImageClassifier.from_preset(str(target)).num_classes == 3
 
 
 def test_hub_handles_pass_through_to_keras_hub(tmp_path, monkeypatch):
