@@ -56,12 +56,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _model_and_names(path: str):
-    import keras
+    from crnn_keras.training.run_dir import class_names_near, load_run_model
 
-    from crnn_keras.training.run_dir import class_names_near, find_model
-
-    model_path = find_model(path)
-    model = keras.saving.load_model(model_path, safe_mode=True)
+    model, model_path = load_run_model(path)
     return model, class_names_near(model_path, model.output_shape[-1])
 
 
@@ -92,8 +89,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for row in metrics["confusion_matrix"]:
         print("  " + " ".join(f"{v:5d}" for v in row))
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            json.dump(metrics, f, indent=2)
+        from crnn_keras.atomic import write_json
+
+        write_json(args.output, metrics)
     return 0
 
 

@@ -87,3 +87,28 @@ def test_save_preset_scores_the_full_test_split_and_reloads(run_dir, capsys, tmp
     assert round(evaluate_model(model, test, info.class_names)["accuracy"], 4) == meta["test_accuracy"]
     assert main(["save-preset", str(tmp_path), str(tmp_path / "x")]) == 2  # Not a run directory.
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_run_files_are_whole_and_an_empty_best_checkpoint_fails_over_to_last(run_dir, tmp_path, capsys):
+    import shutil
+
+    names = sorted(os.listdir(run_dir))
+    assert not [n for n in names if ".tmp-" in n], names  # Every file was renamed into place.
+    assert {"best.keras", "last.keras", "config.yaml", "metrics.json", "dataset_info.json",
+            "curves.png", "confusion_matrix.png", "history.csv"} <= set(names)
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    (broken / "best.keras").write_bytes(b"")  # As a kill -9 mid-write left it in older versions.
+    with pytest.warns(UserWarning, match="Could not load best.keras.*using .*last.keras"):
+        assert main(["evaluate", str(broken)]) == 0
+    assert "top-1 accuracy" in capsys.readouterr().out
+
+
+def test_reports_leave_the_matplotlib_backend_alone():
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import crnn_keras.training.reports; "
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "svg"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 
 import keras
@@ -110,9 +109,13 @@ def export_saved_model(
     logits = outputs_logits(model)
 
     os.makedirs(base_dir, exist_ok=True)
-    staging = os.path.join(base_dir, f".tmp-export-{uuid.uuid4().hex}")
-    labels_dir = tempfile.mkdtemp(prefix="crnn-labels-")
+    _remove_stale_staging(base_dir)
+    # Staging names carry the exporter's process id, so that a later export can
+    # tell the leftovers of a killed one from a concurrent one's work.
+    staging = os.path.join(base_dir, f"{_STAGING}{os.getpid()}-{uuid.uuid4().hex}")
+    labels_dir = staging + "-labels"  # Beside the staging folder, removed with it.
     try:
+        os.makedirs(labels_dir)
         labels_path = os.path.join(labels_dir, "labels.txt")
         with open(labels_path, "w", encoding="utf-8") as f:
             f.write("\n".join(class_names) + "\n")
@@ -164,6 +167,43 @@ def export_saved_model(
         shutil.rmtree(labels_dir, ignore_errors=True)
 
 
+_STAGING = ".tmp-export-"
+_TRASH = ".tmp-old-"
+
+
+def _remove_stale_staging(base_dir: str) -> None:
+    """Removes the staging folders of exporters that no longer run (killed ones)."""
+    import warnings
+
+    for name in os.listdir(base_dir):
+        if not name.startswith((_STAGING, _TRASH)):
+            continue
+        pid = name.split("-")[2]  # .tmp-export-<pid>-... and .tmp-old-<pid>-<version>-...
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        path = os.path.join(base_dir, name)
+        if name.startswith(_TRASH):
+            version = name.split("-")[3]
+            if not os.path.exists(os.path.join(base_dir, version)):
+                # Killed between moving the old version aside and publishing the new one.
+                os.rename(path, os.path.join(base_dir, version))
+                warnings.warn(f"Restored version {version} in {base_dir!r} from an interrupted "
+                              "overwrite.", stacklevel=3)
+                continue
+        warnings.warn(f"Removing {path!r}, left by an interrupted export.", stacklevel=3)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _publish(staging: str, base_dir: str, version: int | None, overwrite: bool) -> str:
     """Renames the staged export into place as an integer version."""
     if version is not None:
@@ -174,7 +214,7 @@ def _publish(staging: str, base_dir: str, version: int | None, overwrite: bool) 
                     f"Version {version} already exists in {base_dir!r}; pass overwrite=True "
                     "or leave version unset for the next free one."
                 )
-            trash = os.path.join(base_dir, f".tmp-old-{uuid.uuid4().hex}")
+            trash = os.path.join(base_dir, f"{_TRASH}{os.getpid()}-{version}-{uuid.uuid4().hex}")
             os.rename(target, trash)
             os.rename(staging, target)
             shutil.rmtree(trash, ignore_errors=True)
@@ -196,9 +236,8 @@ def _publish(staging: str, base_dir: str, version: int | None, overwrite: bool) 
 def export_run(path: str, base_dir: str, version: int | None = None, **kwargs) -> str:
     """Exports a run directory's best (else last) model, or a `.keras` file,
     with the class names the run recorded."""
-    from crnn_keras.training.run_dir import class_names_near, find_model
+    from crnn_keras.training.run_dir import class_names_near, load_run_model
 
-    model_path = find_model(path)
-    model = keras.saving.load_model(model_path, safe_mode=True)
+    model, model_path = load_run_model(path)
     names = class_names_near(model_path, model.output_shape[-1])
     return export_saved_model(model, base_dir, version=version, class_names=names, **kwargs)

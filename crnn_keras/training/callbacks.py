@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 
 import keras
+
+from crnn_keras.atomic import atomic_path, write_text
 
 BACKUP_METADATA = "training_metadata.json"
 
@@ -75,8 +78,43 @@ def truncate_history(history_csv: str, finished_epochs: int) -> None:
         rows = list(csv.reader(f))
     if rows:
         kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < finished_epochs]
-        with open(history_csv, "w", encoding="utf-8", newline="") as f:
-            csv.writer(f).writerows(kept)
+        buffer = io.StringIO(newline="")
+        csv.writer(buffer).writerows(kept)
+        write_text(history_csv, buffer.getvalue())
+
+
+class AtomicModelCheckpoint(keras.callbacks.Callback):
+    """Saves the whole model to `path` after each epoch, or only when `monitor`
+    improves, to a temporary file renamed into place: a crash mid-save leaves
+    the previous file whole.
+
+    Args:
+        path: a `.keras` file.
+        monitor: a metric of the epoch logs (e.g. `"val_accuracy"`), or None
+            to save every epoch.
+        mode: `"max"` or `"min"`: which way `monitor` improves.
+        initial_value_threshold: the best value so far (when resuming).
+    """
+
+    def __init__(self, path: str, monitor: str | None = None, mode: str = "max",
+                 initial_value_threshold: float | None = None):
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
+        self.path, self.monitor, self.mode = path, monitor, mode
+        self.best = initial_value_threshold
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor is not None:
+            value = (logs or {}).get(self.monitor)
+            if value is None:
+                raise ValueError(f"AtomicModelCheckpoint monitors {self.monitor!r}, which the epoch "
+                                 f"logs do not have; they have {sorted(logs or {})}.")
+            if self.best is not None and (value <= self.best if self.mode == "max" else value >= self.best):
+                return
+            self.best = float(value)
+        with atomic_path(self.path) as tmp:
+            self.model.save(tmp)
 
 
 def run_callbacks(run_dir: str, initial_epoch: int) -> list[keras.callbacks.Callback]:
@@ -88,11 +126,9 @@ def run_callbacks(run_dir: str, initial_epoch: int) -> list[keras.callbacks.Call
     return [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(history_csv, append=True),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, "best.keras"), monitor="val_accuracy", mode="max",
-            save_best_only=True, initial_value_threshold=best,
-        ),
-        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "last.keras")),
+        AtomicModelCheckpoint(os.path.join(run_dir, "best.keras"), monitor="val_accuracy", mode="max",
+                              initial_value_threshold=best),
+        AtomicModelCheckpoint(os.path.join(run_dir, "last.keras")),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
         AtomicBackupAndRestore(os.path.join(run_dir, "backup")),
     ]

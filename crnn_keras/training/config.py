@@ -107,13 +107,15 @@ class TrainConfig:
         return cls(**data).validate()
 
     def save(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            if path.endswith((".yaml", ".yml")):
-                import yaml
+        """Writes YAML (`.yaml`/`.yml`) or JSON, atomically."""
+        from crnn_keras.atomic import write_json, write_text
 
-                yaml.safe_dump(self.to_dict(), f, sort_keys=False)
-            else:
-                json.dump(self.to_dict(), f, indent=2)
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+        else:
+            write_json(path, self.to_dict())
 
 
 def _matches(value: Any, hint: Any) -> bool:

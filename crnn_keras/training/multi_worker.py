@@ -23,6 +23,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from crnn_keras.atomic import atomic_path, write_json
 from crnn_keras.training.config import TrainConfig
 
 
@@ -120,9 +121,9 @@ def train_multi_worker(config: TrainConfig, strategy: tf.distribute.Strategy | N
     if not chief:
         shutil.rmtree(backup, ignore_errors=True)
         return {"chief": False}
-    model.save(os.path.join(run_dir, "last.keras"))
-    with open(os.path.join(run_dir, "dataset_info.json"), "w", encoding="utf-8") as f:
-        json.dump(info.to_dict(), f, indent=2)
+    with atomic_path(os.path.join(run_dir, "last.keras")) as tmp:
+        model.save(tmp)
+    write_json(os.path.join(run_dir, "dataset_info.json"), info.to_dict())
     metrics = evaluate_model(model, test_ds, info.class_names)
     metrics.update(model=config.model, params=int(model.count_params()),
                    replicas=strategy.num_replicas_in_sync, train_seconds=round(time.time() - start, 2),

@@ -1,14 +1,23 @@
-"""Run reports: training curves and confusion-matrix PNGs."""
+"""Run reports: training curves and confusion-matrix PNGs.
+
+Figures are drawn on `matplotlib.figure.Figure` objects, without pyplot, so the
+caller's matplotlib backend is left as it is, and saved atomically.
+"""
 
 from __future__ import annotations
 
 import csv
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from crnn_keras.atomic import atomic_path
+
+
+def _save(fig: Figure, path: str) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
 
 
 def plot_history(history_csv: str, path: str) -> None:
@@ -17,7 +26,8 @@ def plot_history(history_csv: str, path: str) -> None:
     if not rows:
         raise ValueError(f"{history_csv!r} has no epochs to plot.")
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for prefix, style in (("", "-"), ("val_", "--")):
             key = prefix + metric
@@ -26,15 +36,14 @@ def plot_history(history_csv: str, path: str) -> None:
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_confusion(matrix: list[list[int]], class_names: list[str], path: str) -> None:
     matrix = np.asarray(matrix)
     size = max(4, min(20, 0.4 * len(class_names) + 3))
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     if len(class_names) <= 30:
         ticks = np.arange(len(class_names))
@@ -44,6 +53,4 @@ def plot_confusion(matrix: list[list[int]], class_names: list[str], path: str) -
             ax.text(j, i, str(value), ha="center", va="center", fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)

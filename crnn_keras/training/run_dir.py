@@ -19,6 +19,38 @@ def find_model(path: str) -> str:
     return path
 
 
+def load_run_model(path: str):
+    """`(model, path)` for a `.keras` file or a run directory.
+
+    A run stands for its best checkpoint (`best.keras`, best on validation);
+    when that is missing or unreadable (a crash while it was written by an
+    older version, say), `last.keras` is loaded with a warning.
+    """
+    import warnings
+
+    import keras
+
+    import crnn_keras.models  # noqa: F401  (registers the model classes)
+
+    if not os.path.isdir(path):
+        return keras.saving.load_model(find_model(path), safe_mode=True), path
+    candidates = [os.path.join(path, n) for n in ("best.keras", "last.keras")]
+    candidates = [c for c in candidates if os.path.exists(c)]
+    if not candidates:
+        find_model(path)  # Raises with the usual message.
+    problems = []
+    for candidate in candidates:
+        try:
+            model = keras.saving.load_model(candidate, safe_mode=True)
+        except Exception as err:  # A truncated or empty file: try the next checkpoint.
+            problems.append(f"{os.path.basename(candidate)}: {type(err).__name__}: {str(err)[:200]}")
+            continue
+        if problems:
+            warnings.warn(f"Could not load {problems[0]}; using {candidate} instead.", stacklevel=2)
+        return model, candidate
+    raise ValueError(f"No checkpoint in {path!r} could be loaded: " + "; ".join(problems))
+
+
 def class_names_near(model_path: str, num_classes: int) -> list[str]:
     """Class names from the run's `dataset_info.json`, else `"0"`, `"1"`, ..."""
     info_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "dataset_info.json")
@@ -38,8 +70,6 @@ def save_run_as_preset(run_dir: str, preset_dir: str, description: str = "",
     records the dataset, that accuracy, the parameter count, the class names,
     and the two commands that reproduce the folder. Returns the metadata.
     """
-    import keras
-
     from crnn_keras.data import load_dataset
     from crnn_keras.models import CRNNImageClassifier
     from crnn_keras.training.config import TrainConfig, load_config_file, to_command
@@ -49,8 +79,7 @@ def save_run_as_preset(run_dir: str, preset_dir: str, description: str = "",
     if not os.path.isdir(run_dir) or not os.path.exists(config_path):
         raise ValueError(f"{run_dir!r} is not a run directory (no config.yaml).")
     config = TrainConfig.from_dict(load_config_file(config_path))
-    model_path = find_model(run_dir)
-    model = keras.saving.load_model(model_path, safe_mode=True)
+    model, model_path = load_run_model(run_dir)
     if not isinstance(model, CRNNImageClassifier):
         raise ValueError(f"{model_path!r} holds a {type(model).__name__}, not a CRNNImageClassifier; "
                          "train it again with this version of crnn-keras.")

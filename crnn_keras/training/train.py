@@ -23,6 +23,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from crnn_keras.atomic import write_json
 from crnn_keras.data import DatasetInfo, load_dataset
 from crnn_keras.models import CRNNImageClassifier, SparseCategoricalCrossentropy, cnn_baseline
 from crnn_keras.training.callbacks import AtomicBackupAndRestore, run_callbacks
@@ -150,8 +151,7 @@ def train(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
         global_batch = config.batch_size * strategy.num_replicas_in_sync
         initial_epoch = AtomicBackupAndRestore.restored_epoch(os.path.join(run_dir, "backup"))
         train_ds, val_ds, test_ds, info, steps = load_splits(config, global_batch, initial_epoch)
-        with open(os.path.join(run_dir, "dataset_info.json"), "w", encoding="utf-8") as f:
-            json.dump(info.to_dict(), f, indent=2)
+        write_json(os.path.join(run_dir, "dataset_info.json"), info.to_dict())
         with strategy.scope():
             model = build_model(config, info)
             compile_model(model, config, steps, info.num_classes)
@@ -189,8 +189,7 @@ def train(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
 
 
 def write_report(run_dir: str, metrics: dict[str, Any]) -> None:
-    with open(os.path.join(run_dir, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2)
+    write_json(os.path.join(run_dir, "metrics.json"), metrics)
     history = os.path.join(run_dir, "history.csv")
     if os.path.exists(history):
         plot_history(history, os.path.join(run_dir, "curves.png"))

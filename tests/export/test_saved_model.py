@@ -219,3 +219,20 @@ def test_softmax_models_export_their_probabilities_and_others_are_refused(tmp_pa
     sigmoid = keras.Model(inputs, keras.layers.Dense(3, activation="sigmoid")(x))
     with pytest.raises(ValueError, match="logits or probabilities"):
         export_saved_model(sigmoid, str(tmp_path / "sigmoid"))
+
+
+def test_a_killed_export_is_cleaned_up_by_the_next_one(model, tmp_path):
+    base = tmp_path / "m"
+    first = export_saved_model(model, str(base))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (base / f".tmp-export-{dead}-abc").mkdir()              # A killed exporter's staging folder,
+    (base / f".tmp-export-{dead}-abc-labels").mkdir()       # and its labels,
+    os.rename(first, base / f".tmp-old-{dead}-1-abc")       # killed mid-overwrite of version 1,
+    (base / f".tmp-export-{os.getpid()}-live").mkdir()      # and a running exporter's folder.
+    with pytest.warns(UserWarning) as record:
+        second = export_saved_model(model, str(base))
+    messages = " ".join(str(w.message) for w in record)
+    assert "Restored version 1" in messages and "left by an interrupted export" in messages
+    assert sorted(os.listdir(base)) == [f".tmp-export-{os.getpid()}-live", "1", "2"]
+    assert os.path.basename(second) == "2" and os.path.exists(base / "1" / "saved_model.pb")

@@ -1,0 +1,47 @@
+"""Writing files so that a crash never leaves a partial one: a temporary name
+in the same folder, then an atomic rename into place."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yields a temporary path beside `path` (same extension); renames it onto
+    `path` when the block succeeds, and removes it when the block fails.
+
+    Example:
+
+    >>> import tempfile
+    >>> target = os.path.join(tempfile.mkdtemp(), "out.txt")
+    >>> with atomic_path(target) as tmp:
+    ...     _ = open(tmp, "w").write("done")
+    >>> open(target).read()
+    'done'
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, dot, ext = name.partition(".")
+    tmp = os.path.join(folder, f".{stem}.tmp-{uuid.uuid4().hex[:8]}{dot}{ext}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path: str, text: str) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_json(path: str, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2) + "\n")
