@@ -79,9 +79,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ds, info = load_dataset(dataset, args.split, image_size=image_size, channels=channels,
                             batch_size=args.batch_size, shuffle=False)
     metrics = evaluate_model(model, ds, info.class_names, verbose=1)
-    k = min(5, info.num_classes)
+    k = min(5, info.num_classes - 1)
     print(f"{dataset} [{args.split}] {metrics['num_examples']} examples")
-    print(f"top-1 accuracy: {metrics['accuracy']:.4f}   top-{k} accuracy: {metrics[f'top{k}_accuracy']:.4f}")
+    top_k = f"   top-{k} accuracy: {metrics[f'top{k}_accuracy']:.4f}" if k >= 2 else ""
+    print(f"top-1 accuracy: {metrics['accuracy']:.4f}{top_k}")
     print("per-class accuracy:")
     for name, acc in metrics["per_class_accuracy"].items():
         print(f"  {name:24s} {'n/a' if acc is None else f'{acc:.4f}'}")

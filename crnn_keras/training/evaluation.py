@@ -32,8 +32,7 @@ def predict_dataset(model: keras.Model, dataset: tf.data.Dataset,
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict[str, Any]:
     num_classes = probs.shape[1]
     predictions = probs.argmax(-1)
-    k = min(5, num_classes)
-    top_k = np.argsort(-probs, axis=-1)[:, :k]
+    k = min(5, num_classes - 1)  # top-k with k >= num_classes is always 1.0: not reported.
     confusion = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(confusion, (labels, predictions), 1)
     support = confusion.sum(1)
@@ -41,19 +40,22 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, class_names: l
         name: (float(confusion[i, i] / support[i]) if support[i] else None)
         for i, name in enumerate(class_names)
     }
-    return {
+    metrics = {
         "num_examples": int(len(labels)),
         "accuracy": float((predictions == labels).mean()),
-        f"top{k}_accuracy": float((top_k == labels[:, None]).any(-1).mean()),
         "per_class_accuracy": per_class,
         "confusion_matrix": confusion.tolist(),
         "class_names": list(class_names),
     }
+    if k >= 2:
+        top_k = np.argsort(-probs, axis=-1)[:, :k]
+        metrics[f"top{k}_accuracy"] = float((top_k == labels[:, None]).any(-1).mean())
+    return metrics
 
 
 def evaluate_model(model: keras.Model, dataset: tf.data.Dataset, class_names: list[str],
                    verbose: int = 0) -> dict[str, Any]:
-    """Top-1, top-5 (or top-K for fewer classes), per-class accuracy, confusion matrix."""
+    """Top-1, top-5 (top-k, k < classes, for fewer classes), per-class accuracy, confusion matrix."""
     probs, labels = predict_dataset(model, dataset, verbose=verbose)
     if probs.shape[1] != len(class_names):
         raise ValueError(

@@ -124,8 +124,11 @@ def train_multi_worker(config: TrainConfig, strategy: tf.distribute.Strategy | N
     with atomic_path(os.path.join(run_dir, "last.keras")) as tmp:
         model.save(tmp)
     write_json(os.path.join(run_dir, "dataset_info.json"), info.to_dict())
-    metrics = evaluate_model(model, test_ds, info.class_names)
-    metrics.update(model=config.model, params=int(model.count_params()),
+    from crnn_keras.training.run_dir import load_run_model
+
+    scored, checkpoint = load_run_model(run_dir)  # last.keras: this loop keeps no best.
+    metrics = evaluate_model(scored, test_ds, info.class_names)
+    metrics.update(checkpoint=os.path.basename(checkpoint), model=config.model, params=int(model.count_params()),
                    replicas=strategy.num_replicas_in_sync, train_seconds=round(time.time() - start, 2),
                    epochs=config.epochs, dataset=config.dataset, chief=True)
     write_report(run_dir, metrics)

@@ -30,6 +30,7 @@ from crnn_keras.training.callbacks import AtomicBackupAndRestore, run_callbacks
 from crnn_keras.training.config import TrainConfig
 from crnn_keras.training.evaluation import evaluate_model
 from crnn_keras.training.reports import plot_confusion, plot_history
+from crnn_keras.training.run_dir import load_run_model
 
 
 def get_strategy(name: str = "mirrored") -> tf.distribute.Strategy:
@@ -170,10 +171,13 @@ def train(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
             )
         else:
             model.load_weights(os.path.join(run_dir, "last.keras"))
-        metrics = evaluate_model(model, test_ds, info.class_names, verbose=1 if config.verbose == 1 else 0)
+        # The run stands for its best checkpoint, as `evaluate` and `export` of the run do.
+        scored, checkpoint = load_run_model(run_dir)
+        metrics = evaluate_model(scored, test_ds, info.class_names, verbose=1 if config.verbose == 1 else 0)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     metrics.update(
+        checkpoint=os.path.basename(checkpoint),
         model=config.model,
         params=int(model.count_params()),
         replicas=strategy.num_replicas_in_sync,

@@ -32,6 +32,12 @@ def test_run_directory_contents(tmp_path):
     assert os.listdir(run / "tensorboard")
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["accuracy"] == metrics["accuracy"] and saved["num_examples"] == 64
+    # One number for one run: metrics.json scores the checkpoint that `evaluate` and `export` load.
+    assert saved["checkpoint"] == "best.keras"
+    from crnn_keras.cli import main
+
+    assert main(["evaluate", str(run), "--output", str(tmp_path / "evaluated.json")]) == 0
+    assert json.loads((tmp_path / "evaluated.json").read_text())["accuracy"] == saved["accuracy"]
     assert np.array(saved["confusion_matrix"]).sum() == 64
     assert set(saved["per_class_accuracy"]) == {"safe", "attacking"}
     with open(run / "history.csv") as f:
