@@ -87,8 +87,8 @@ def main() -> None:
     parser.add_argument("--no-augment", action="store_true", help="no random crops or flips")
     args = parser.parse_args()
     rows = [run(kind, args) for kind in args.models.split(",")]
-    print(f"Fashion-MNIST, preset {args.preset}, {args.epochs} epochs, batch {args.batch_size}, lr {args.learning_rate}, "
-          f"augment {not args.no_augment}, {THREADS} threads")
+    print(f"Fashion-MNIST, preset {args.preset}, {args.epochs} epochs, batch {args.batch_size}, "
+          f"lr {args.learning_rate}, augment {not args.no_augment}, {THREADS} threads")
     print_table(rows, ["model", "params", "minutes_to_0.93", "final_test_accuracy", "total_minutes"])
     print("written to", write_json("fashion_mnist", rows))
 

@@ -40,8 +40,8 @@ def main() -> None:
             buffer = io.BytesIO()
             Image.fromarray(image.squeeze() if shape[-1] == 1 else image).save(buffer, format="PNG")
             pngs.append(buffer.getvalue())
-        inputs = {"serving_default": lambda: by_bytes(image_bytes=tf.constant(pngs)),
-                  "serve_tensor": lambda: by_tensor(images=tf.constant(images, tf.float32))}
+        inputs = {"serving_default": lambda pngs=pngs: by_bytes(image_bytes=tf.constant(pngs)),
+                  "serve_tensor": lambda images=images: by_tensor(images=tf.constant(images, tf.float32))}
         for name, fn in inputs.items():
             times = np.array(time_calls(fn, warmup=5, repeats=100)) * 1000
             rows.append({"signature": name, "batch": batch, "p50_ms": float(np.percentile(times, 50)),

@@ -34,7 +34,8 @@ def keras_case(kind: str, xla: bool = False) -> dict:
     train = median(time_calls(lambda: model.train_on_batch(x, y), warmup=3, repeats=15))
     infer = median(time_calls(lambda: model.predict_on_batch(x), warmup=3, repeats=15))
     return {"impl": f"keras_{kind}" + ("_xla" if xla else ""), "params": model.count_params(),
-            "forward_macs": forward_macs(model), "train_img_s": BATCH / train, "infer_img_s": BATCH / infer, "peak_rss_mb": peak_rss_mb()}
+            "forward_macs": forward_macs(model), "train_img_s": BATCH / train, "infer_img_s": BATCH / infer,
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def torch_case() -> dict:

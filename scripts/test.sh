@@ -9,4 +9,5 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null &
 fi
 bash scripts/setup.sh
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q "$@"

@@ -1,6 +1,5 @@
 """The `crnn-keras` subcommands over one tiny trained run."""
 
-import io
 import json
 import os
 

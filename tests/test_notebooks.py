@@ -1,6 +1,5 @@
 """Executes every notebook top to bottom (fast mode: the same cells on less data)."""
 
-import os
 import pathlib
 import re
 

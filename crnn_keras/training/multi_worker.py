@@ -13,7 +13,6 @@ command resumes from the last finished epoch.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import tempfile

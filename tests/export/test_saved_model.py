@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import threading
 
 import numpy as np
@@ -147,7 +146,8 @@ def test_pixel_limit(model, tmp_path):
     for fmt in ("PNG", "GIF", "BMP", "JPEG"):
         buffer = io.BytesIO()
         Image.fromarray(np.zeros((101, 100, 3), np.uint8)).save(buffer, format=fmt)
-        with pytest.raises(tf.errors.InvalidArgumentError, match="image 0 of 1: 100 x 101 = 10100 pixels, over the limit max_pixels=10000"):
+        message = "image 0 of 1: 100 x 101 = 10100 pixels, over the limit max_pixels=10000"
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             loaded.signatures["serving_default"](image_bytes=tf.constant([buffer.getvalue()]))
 
 
@@ -201,7 +201,8 @@ def test_bad_arguments(model, tmp_path):
         export_saved_model(model, str(tmp_path / "m"), class_names=["a", "b"])
     with pytest.raises(ValueError, match="disagrees"):
         export_saved_model(model, str(tmp_path / "m"), image_size=32)
-    dynamic = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3, image_shape=(None, None, 3), sweep={"units": 4})
+    dynamic = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3, image_shape=(None, None, 3),
+                                              sweep={"units": 4})
     with pytest.raises(ValueError, match="pass image_size"):
         export_saved_model(dynamic, str(tmp_path / "m"))
 

@@ -69,8 +69,8 @@ def test_mixed_precision_dtype_reaches_every_layer():
 def test_sync_batch_norm_reaches_every_batch_norm():
     cnn = {**TINY["cnn"], "sync_batch_norm": True}
     backbone = CRNNBackbone(image_shape=(16, 16, 3), cnn=cnn, sweep={"blocks": 0}, match_filters=3)
-    norms = [l for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
-    assert len(norms) == 3 and all(l.synchronized for l in norms)
+    norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 3 and all(layer.synchronized for layer in norms)
 
 
 @pytest.mark.parametrize(

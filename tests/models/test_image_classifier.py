@@ -12,7 +12,7 @@ def _images(n, shape, seed=0):
 
 
 def _sweeps(model):
-    return [l for l in model.backbone.layers if isinstance(l, SpatialSweep2D)]
+    return [layer for layer in model.backbone.layers if isinstance(layer, SpatialSweep2D)]
 
 
 @pytest.mark.parametrize("preset", ["crnn_tiny", "crnn_small", "crnn_fashion_mnist"])
@@ -90,7 +90,7 @@ def test_baseline_has_the_same_cnn_and_matched_parameters(preset):
     plain = cnn_baseline(crnn, match_params=False)
     matched = cnn_baseline(crnn)
     assert not _sweeps(plain) and not _sweeps(matched)
-    convs = lambda m: [l.name for l in m.backbone.layers if isinstance(l, keras.layers.Conv2D)]  # noqa: E731
+    convs = lambda m: [layer.name for layer in m.backbone.layers if isinstance(layer, keras.layers.Conv2D)]  # noqa: E731
     assert convs(plain) == convs(crnn)
     assert plain.count_params() < crnn.count_params()
     assert abs(matched.count_params() - crnn.count_params()) / crnn.count_params() < 0.01

@@ -15,7 +15,7 @@ def test_fixed_and_narrowed_values_shape_the_model():
     hm = CRNNHyperModel(2, (32, 32, 3), fixed={"cell": "gru", "blocks": 2, "order": "parallel"},
                         ranges={"units": (8, 8), "backbone_width": [8]})
     model = hm.build(keras_tuner.HyperParameters())
-    sweeps = [l for l in model.backbone.layers if isinstance(l, SpatialSweep2D)]
+    sweeps = [layer for layer in model.backbone.layers if isinstance(layer, SpatialSweep2D)]
     assert len(sweeps) == 2 and sweeps[0].order == "parallel"
     assert sweeps[0].row_sweep.cell == "gru" and sweeps[0].row_sweep.units == 8
     assert model.backbone.get_layer("stage1_1_conv").filters == 8

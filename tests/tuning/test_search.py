@@ -57,7 +57,7 @@ def test_distributed_tuning_with_a_chief_and_two_workers(tmp_path):
                    KERASTUNER_ORACLE_PORT=str(port), TF_CPP_MIN_LOG_LEVEL="3")
         procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     chief = json.loads(outs[0][0][outs[0][0].index("{\n"):])
     assert chief["completed"] == 3 and chief["failed"] == 0
