@@ -50,7 +50,7 @@ def _config_from_args(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from crnn_keras.training import train
 
-    metrics = train(_config_from_args(args))
+    metrics = train(_config_from_args(args), overwrite=args.overwrite)
     print(json.dumps({k: metrics[k] for k in ("accuracy", "num_examples", "params")}))
     return 0
 
@@ -124,7 +124,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             args.config, dataset=args.dataset, model=model, epochs=args.epochs,
             output_dir=os.path.join(args.output_dir, model), verbose=2, schedule=schedule,
         )
-        results[model] = train(config)
+        results[model] = train(config, overwrite=args.overwrite)
     print("\n" + "=" * 60)
     print(f"{'model':14s} {'params':>9s} {'test accuracy':>14s} {'train s':>8s}")
     for model, m in results.items():
@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a C-RNN or the CNN baseline")
     p.add_argument("--config", help="YAML or JSON config file; flags override it")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run with another config in --output-dir (default: refuse)")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -255,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--output-dir", default=DEMO_DIR)
     p.add_argument("--export", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--overwrite", action="store_true", help="replace earlier demo runs with another config")
     p.set_defaults(func=cmd_demo)
     return parser
 

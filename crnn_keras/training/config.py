@@ -87,7 +87,13 @@ class TrainConfig:
         if self.strategy == "multi_worker" and (self.precision != "float32" or self.xla):
             fail("strategy='multi_worker' runs a custom loop in float32 without XLA; "
                  "set precision='float32' and xla=false.")
+        from crnn_keras.data.core import parse_spec
         from crnn_keras.models import list_presets
+
+        try:
+            parse_spec(self.dataset)
+        except ValueError as err:
+            fail(f"dataset: {err}")
 
         if self.preset not in list_presets():
             fail(f"unknown preset={self.preset!r}; expected one of {list_presets()}.")

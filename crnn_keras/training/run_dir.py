@@ -19,6 +19,37 @@ def find_model(path: str) -> str:
     return path
 
 
+def check_run_dir(config, overwrite: bool = False) -> bool:
+    """Refuses an `output_dir` that is a file, or that holds a run with another
+    config (naming the keys that differ), before anything is written.
+
+    Returns True where `overwrite` lets the new run replace such a run (the
+    caller removes it once the dataset has loaded); a run with the identical
+    config is resumed (False).
+    """
+    from crnn_keras.training.config import load_config_file
+
+    run_dir = config.output_dir
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ValueError(f"--output-dir {run_dir!r} is a file; pass a folder for the run.")
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.exists(path):
+        return False
+    try:
+        old = load_config_file(path)
+    except ValueError as err:
+        old = {"(unreadable config.yaml)": str(err)}
+    new = config.to_dict()
+    differing = sorted(k for k in set(old) | set(new) if k != "verbose" and old.get(k) != new.get(k))
+    if not differing:
+        return False
+    if not overwrite:
+        details = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in differing)
+        raise ValueError(f"{run_dir!r} holds a run with another config ({details}). Pass --overwrite to "
+                         "replace that run, or choose another --output-dir.")
+    return True
+
+
 def load_run_model(path: str):
     """`(model, path)` for a `.keras` file or a run directory.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from typing import Any
 
@@ -30,7 +31,7 @@ from crnn_keras.training.callbacks import AtomicBackupAndRestore, run_callbacks
 from crnn_keras.training.config import TrainConfig
 from crnn_keras.training.evaluation import evaluate_model
 from crnn_keras.training.reports import plot_confusion, plot_history
-from crnn_keras.training.run_dir import load_run_model
+from crnn_keras.training.run_dir import check_run_dir, load_run_model
 
 
 def get_strategy(name: str = "mirrored") -> tf.distribute.Strategy:
@@ -114,7 +115,9 @@ def load_splits(config: TrainConfig, global_batch: int, initial_epoch: int = 0):
     common = dict(image_size=config.image_size, channels=config.channels, seed=config.seed)
     train_ds, info = load_dataset(
         config.dataset, "train", batch_size=global_batch, augment=config.augment,
-        translate=config.translate, epochs=config.epochs, initial_epoch=initial_epoch, **common,
+        translate=config.translate, epochs=config.epochs,
+        initial_epoch=min(initial_epoch, config.epochs - 1),  # A finished run still builds its pipeline.
+        **common,
     )
     val_ds, _ = load_dataset(config.dataset, config.validation_split, batch_size=global_batch, **common)
     test_ds, _ = load_dataset(config.dataset, config.test_split, batch_size=global_batch, **common)
@@ -126,22 +129,35 @@ def load_splits(config: TrainConfig, global_batch: int, initial_epoch: int = 0):
     return train_ds, val_ds, test_ds, info, math.ceil(n_train / global_batch)
 
 
-def train(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
+def _start_run(config: TrainConfig, replace: bool) -> None:
+    """Writes the run's config, once the dataset has loaded; `replace` first removes an older run."""
+    if replace:
+        shutil.rmtree(config.output_dir)
+    os.makedirs(config.output_dir, exist_ok=True)
+    config.save(os.path.join(config.output_dir, "config.yaml"))
+    if config.verbose:
+        print("Resolved config:\n" + json.dumps(config.to_dict(), indent=2), flush=True)
+
+
+def train(config: TrainConfig | dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
     """Trains per `config`; resumes from `output_dir/backup` after a crash.
 
-    Returns the metrics also written to `output_dir/metrics.json`.
+    The config is validated, the output folder checked (see `check_run_dir`;
+    `overwrite` replaces a run with another config) and the dataset resolved
+    before anything is written. Returns the metrics also written to
+    `output_dir/metrics.json`.
     """
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     config.validate()
+    replace = check_run_dir(config, overwrite)
     run_dir = config.output_dir
-    os.makedirs(run_dir, exist_ok=True)
-    config.save(os.path.join(run_dir, "config.yaml"))
-    if config.verbose:
-        print("Resolved config:\n" + json.dumps(config.to_dict(), indent=2), flush=True)
     if config.strategy == "multi_worker":
+        from crnn_keras.data.core import load_source
         from crnn_keras.training.multi_worker import train_multi_worker
 
+        load_source(config.dataset, "train", seed=config.seed)  # Resolves the dataset first.
+        _start_run(config, replace)
         return train_multi_worker(config)
 
     previous_policy = keras.mixed_precision.global_policy()
@@ -150,8 +166,9 @@ def train(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
         keras.utils.set_random_seed(config.seed)
         strategy = get_strategy(config.strategy)
         global_batch = config.batch_size * strategy.num_replicas_in_sync
-        initial_epoch = AtomicBackupAndRestore.restored_epoch(os.path.join(run_dir, "backup"))
+        initial_epoch = 0 if replace else AtomicBackupAndRestore.restored_epoch(os.path.join(run_dir, "backup"))
         train_ds, val_ds, test_ds, info, steps = load_splits(config, global_batch, initial_epoch)
+        _start_run(config, replace)
         write_json(os.path.join(run_dir, "dataset_info.json"), info.to_dict())
         with strategy.scope():
             model = build_model(config, info)

@@ -133,3 +133,27 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     m1 = json.loads((crashed / "metrics.json").read_text())
     m2 = json.loads((straight / "metrics.json").read_text())
     assert m1["accuracy"] == pytest.approx(m2["accuracy"], abs=1 / 64 + 1e-9)
+
+
+def test_a_bad_or_different_rerun_leaves_the_finished_run_as_it_was(tmp_path, capsys):
+    from crnn_keras.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "--dataset", SMALL, "--epochs", "1", "--batch-size", "32", "--sweep", '{"units": 8}',
+            "--output-dir", str(run), "--verbose", "0"]
+    assert main(args) == 0
+    files = ("config.yaml", "metrics.json", "best.keras", "history.csv")
+    before = {f: (run / f).read_bytes() for f in files}
+    assert main(args[:2] + ["foo:bar"] + args[3:]) == 2
+    assert "Unknown dataset scheme 'foo'" in capsys.readouterr().err
+    assert main(args + ["--preset", "crnn_small"]) == 2
+    assert "preset: 'crnn_tiny' there, 'crnn_small' now" in capsys.readouterr().err
+    assert {f: (run / f).read_bytes() for f in files} == before
+    assert main(args) == 0  # The identical config resumes (here: already finished).
+    assert {f: (run / f).read_bytes() for f in ("config.yaml", "best.keras", "history.csv")} == \
+        {f: before[f] for f in ("config.yaml", "best.keras", "history.csv")}
+    assert main(args + ["--sweep", '{"units": 4}', "--overwrite"]) == 0
+    assert '"units": 4' in json.dumps(__import__("yaml").safe_load((run / "config.yaml").read_text()))
+    (tmp_path / "file").write_text("not a folder")
+    assert main(args[:-4] + ["--output-dir", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
