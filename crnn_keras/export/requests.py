@@ -1,8 +1,8 @@
 """In-graph checks of serving requests: every bad request fails with an
 `InvalidArgument` error that names the image and the problem.
 
-`decode_image_bytes` reads each image's header itself (PNG IHDR, GIF logical
-screen, BMP info header with top-down heights, JPEG SOF) before decoding, so a
+`decode_image_bytes` reads each image's header itself (PNG IHDR, every GIF
+frame, BMP info header with top-down heights, JPEG SOF) before decoding, so a
 bad or truncated file is refused with a message such as
 `image 1 of 3: truncated PNG: ...` rather than raw decoder text, and a header
 that claims too many pixels is refused before any memory is allocated.
@@ -20,7 +20,6 @@ MIN_BYTES = 26
 # resampling overshoot), and images that look scaled to 0..1.
 PIXEL_RANGE = (-1.0, 256.0)
 _HEAD = 64  # Header bytes read; enough for every format's size fields.
-_JPEG_TAIL = 1024  # Where the JPEG end-of-image marker is looked for.
 
 
 def _be32(h, i):
@@ -35,6 +34,15 @@ def _signed32(value):
     return tf.where(value >= 2**31, value - 2**32, value)
 
 
+def _contains(raw, pattern: bytes):
+    """Whether the uint8 tensor `raw` holds the byte sequence `pattern`."""
+    count = tf.maximum(tf.size(raw) - len(pattern) + 1, 0)
+    found = tf.ones([count], tf.bool)
+    for i, byte in enumerate(pattern):
+        found &= tf.equal(raw[i:i + count], byte)
+    return tf.reduce_any(found)
+
+
 def _first_error(*checks):
     """The message of the first failed `(ok, message)` check, else `""`."""
     error = tf.constant("")
@@ -43,31 +51,54 @@ def _first_error(*checks):
     return error
 
 
-def _png(data, head, length):
+def _png(data, head, raw):
     width, height = _be32(head, 16), _be32(head, 20)
-    return width, height, _first_error(
+    return width, height, tf.constant(1, tf.int64), _first_error(
         (tf.equal(tf.strings.substr(data, 12, 4), b"IHDR"),
          "not a valid PNG: no IHDR header after the signature"),
         ((width > 0) & (height > 0) & (width < 2**31) & (height < 2**31),
          tf.strings.format("not a valid PNG: size {} x {} in the IHDR header", (width, height))),
-        (tf.equal(tf.strings.substr(data, tf.cast(length - 8, tf.int32), 4), b"IEND"),
-         "truncated PNG: the file does not end with an IEND chunk"),
+        (_contains(raw[33:], b"IEND"), "truncated PNG: no IEND chunk after the image data"),
     )
 
 
-def _gif(data, head, length):
+def _gif(data, head, raw):
+    """Walks the GIF's blocks: every frame's size counts (the decoder allocates
+    frames x the largest frame), and the walk must reach the trailer."""
+    n = tf.cast(tf.size(raw), tf.int64)
+    at = lambda i: tf.cast(tf.gather(raw, tf.clip_by_value(i, 0, n - 1)), tf.int64)  # noqa: E731
+    table = lambda flags: tf.where(flags >= 128, 3 * tf.bitwise.left_shift(  # noqa: E731
+        tf.constant(1, tf.int64), flags % 8 + 1), 0)
+
+    def skip_sub_blocks(pos):
+        return tf.while_loop(lambda p: (p < n) & (at(p) > 0), lambda p: [p + at(p) + 1], [pos])[0] + 1
+
+    def step(pos, frames, max_w, max_h, ended, done):
+        kind = at(pos)
+        is_frame = tf.equal(kind, 0x2C)
+        w, h = at(pos + 5) + 256 * at(pos + 6), at(pos + 7) + 256 * at(pos + 8)
+        after = tf.where(is_frame, pos + 11 + table(at(pos + 9)), pos + 2)
+        next_pos = tf.cond(is_frame | tf.equal(kind, 0x21), lambda: skip_sub_blocks(after), lambda: pos)
+        frame = tf.cast(is_frame, tf.int64)
+        return (next_pos, frames + frame, tf.maximum(max_w, w * frame), tf.maximum(max_h, h * frame),
+                tf.equal(kind, 0x3B), ~(is_frame | tf.equal(kind, 0x21)))
+
+    zero = tf.constant(0, tf.int64)
+    _, frames, max_w, max_h, ended, _ = tf.while_loop(
+        lambda pos, *rest: (pos < n) & ~rest[-1], step,
+        [13 + table(head[10]), zero, zero, zero, tf.constant(False), tf.constant(False)])
     width, height = _le(head, 6, 2), _le(head, 8, 2)
-    return width, height, _first_error(
+    return tf.maximum(width, max_w), tf.maximum(height, max_h), frames, _first_error(
         (tf.strings.regex_full_match(tf.strings.substr(data, 0, 6), "GIF8[79]a"),
          "not a valid GIF: the signature is not GIF87a or GIF89a"),
         ((width > 0) & (height > 0),
          tf.strings.format("not a valid GIF: size {} x {} in the header", (width, height))),
-        (tf.equal(tf.strings.substr(data, tf.cast(length - 1, tf.int32), 1), b";"),
-         "truncated GIF: the file does not end with the GIF trailer"),
+        (ended & (frames > 0), "truncated or corrupt GIF: its blocks do not end with the GIF trailer"),
     )
 
 
-def _bmp(data, head, length):
+def _bmp(data, head, raw):
+    length = tf.cast(tf.size(raw), tf.int64)
     info = _le(head, 14, 4)
     core = tf.equal(info, 12)  # OS/2 BITMAPCOREHEADER: 16-bit unsigned sizes.
     width = tf.where(core, _le(head, 18, 2), _signed32(_le(head, 18, 4)))
@@ -78,8 +109,11 @@ def _bmp(data, head, length):
     row = (bits * width + 31) // 32 * 4
     # Uncompressed rows (BI_RGB, BI_BITFIELDS) must all be in the file.
     needed = tf.where((compression == 0) | (compression == 3), offset + row * tf.abs(height), 0)
-    return width, tf.abs(height), _first_error(
-        ((info == 12) | (info >= 40), tf.strings.format("not a valid BMP: info header of {} bytes", info)),
+    return width, tf.abs(height), tf.constant(1, tf.int64), _first_error(
+        (info >= 40, tf.strings.format(
+            "BMP with a {}-byte info header (OS/2): not supported; send PNG or a Windows BMP", info)),
+        ((bits == 24) | (bits == 32), tf.strings.format(
+            "BMP with {}-bit pixels: only 24- and 32-bit BMPs decode correctly; send PNG", bits)),
         ((width > 0) & (height != 0),
          tf.strings.format("not a valid BMP: size {} x {} in the header", (width, height))),
         (needed <= length, tf.strings.format(
@@ -88,17 +122,15 @@ def _bmp(data, head, length):
     )
 
 
-def _jpeg(data, head, length):
-    start = tf.cast(tf.maximum(length - _JPEG_TAIL, 0), tf.int32)
-    tail = tf.io.decode_raw(tf.strings.substr(data, start, _JPEG_TAIL), tf.uint8)
-    ended = tf.reduce_any((tail[:-1] == 0xFF) & (tail[1:] == 0xD9))
+def _jpeg(data, head, raw):
+    ended = _contains(raw[2:], b"\xff\xd9")  # Anywhere: data may follow (motion photos).
 
     def size():
         shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
         return shape[0], shape[1]
 
     height, width = tf.cond(ended, size, lambda: (tf.constant(0, tf.int64), tf.constant(0, tf.int64)))
-    return width, height, _first_error(
+    return width, height, tf.constant(1, tf.int64), _first_error(
         (ended, "truncated or corrupt JPEG: no end-of-image marker"),
         ((width > 0) & (height > 0), "not a valid JPEG: no image size in its header"),
     )
@@ -119,18 +151,21 @@ def _decode_one(index, count, data, channels: int, size, max_pixels: int):
         require(known, "not a JPEG, PNG, BMP or GIF image"),
     ]):
         data = tf.identity(data)
-    raw = tf.io.decode_raw(tf.strings.substr(data, 0, _HEAD), tf.uint8)
-    head = tf.cast(tf.pad(raw, [[0, _HEAD - tf.size(raw)]]), tf.int64)
-    width, height, error = tf.case(
-        [(formats[name], lambda f=f: f(data, head, length))
+    raw = tf.io.decode_raw(data, tf.uint8)
+    head = tf.cast(tf.pad(raw[:_HEAD], [[0, _HEAD - tf.minimum(tf.size(raw), _HEAD)]]), tf.int64)
+    width, height, frames, error = tf.case(
+        [(formats[name], lambda f=f: f(data, head, raw))
          for name, f in (("png", _png), ("gif", _gif), ("bmp", _bmp))],
-        default=lambda: _jpeg(data, head, length),
+        default=lambda: _jpeg(data, head, raw),
         exclusive=True,
     )
     with tf.control_dependencies([require(tf.equal(error, ""), error)]):
-        pixels = tf.identity(width * height)
-    with tf.control_dependencies([require(pixels <= max_pixels, tf.strings.format(
-            "{} x {} = {} pixels, over the limit max_pixels={}", (width, height, pixels, max_pixels)))]):
+        pixels = tf.identity(width * height * frames)
+    size_text = tf.strings.format("{} x {}", (width, height))
+    size_text = tf.where(frames > 1, tf.strings.format("{} frames of {} x {}", (frames, width, height)),
+                         size_text)
+    with tf.control_dependencies([require(pixels <= max_pixels, tf.strings.join([
+            size_text, tf.strings.format(" = {} pixels, over the limit max_pixels={}", (pixels, max_pixels))]))]):
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
     if channels == 1:
         image = tf.image.rgb_to_grayscale(image)
@@ -169,8 +204,8 @@ def check_pixels(images, height: int | None, width: int | None, channels: int):
     """Checks a `[batch, height, width, channels]` tensor of 0-255 pixels.
 
     Refuses another shape, NaN or infinite values, values outside
-    `PIXEL_RANGE`, and images whose values all lie in [0, 1] with fractions
-    (scaled to 0..1). `None` height or width accept any size.
+    `PIXEL_RANGE`, and images whose values all lie in [-1, 1] with fractions
+    (scaled to 0..1 or -1..1). `None` height or width accept any size.
     """
     shape = _runtime_shape(images, 4)
     expected = [height if height is not None else -2, width if width is not None else -2, channels]
@@ -189,7 +224,7 @@ def check_pixels(images, height: int | None, width: int | None, channels: int):
     low, high = tf.reduce_min(safe, axis=axes), tf.reduce_max(safe, axis=axes)
     in_range = (low >= PIXEL_RANGE[0]) & (high <= PIXEL_RANGE[1])
     fractional = tf.reduce_any(tf.not_equal(safe, tf.round(safe)), axis=axes)
-    unit_scaled = (low >= 0.0) & (high <= 1.0) & fractional
+    unit_scaled = (low >= -1.0) & (high <= 1.0) & fractional
 
     def first(bad):
         return tf.cast(tf.argmax(tf.cast(bad, tf.int32)), tf.int32)
@@ -201,8 +236,8 @@ def check_pixels(images, height: int | None, width: int | None, channels: int):
             "image {} of {}: pixel values span [{}, {}], outside 0..255; send raw 0-255 pixels",
             (i, count, low[i], high[i]))),
         (~unit_scaled, lambda i: tf.strings.format(
-            "image {} of {}: all pixel values lie in [0, 1] with fractions, as if scaled to "
-            "0..1; send raw 0-255 pixels (the model scales them itself)", (i, count))),
+            "image {} of {}: all pixel values lie in [-1, 1] with fractions, as if scaled to "
+            "0..1 or -1..1; send raw 0-255 pixels (the model scales them itself)", (i, count))),
     ]
     asserts = []
     for ok, message in checks:

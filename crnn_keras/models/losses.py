@@ -36,17 +36,18 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_pred = ops.cast(y_pred, "float32")
-        num_classes = ops.shape(y_pred)[-1]
-        y_true = ops.cast(ops.reshape(y_true, ops.shape(y_pred)[:-1]), "int32")
+        y_true = ops.reshape(y_true, ops.shape(y_pred)[:-1])
+        # Keras's own sparse cross-entropy: it refuses labels outside [0, K) on
+        # TensorFlow and PyTorch, where a one-hot of them would be all zeros.
+        loss = ops.sparse_categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits)
+        if not self.label_smoothing:
+            return loss
         if self.from_logits:
             log_probs = ops.log_softmax(y_pred, axis=-1)
         else:
             log_probs = ops.log(ops.clip(y_pred, 1e-7, 1.0))
-        target = ops.one_hot(y_true, num_classes, dtype="float32")
-        if self.label_smoothing:
-            target = target * (1.0 - self.label_smoothing) + self.label_smoothing / ops.cast(
-                num_classes, "float32")
-        return -ops.sum(target * log_probs, axis=-1)
+        # -sum(((1 - s) one_hot + s / K) log p) = (1 - s) CE + s mean(-log p).
+        return (1.0 - self.label_smoothing) * loss - self.label_smoothing * ops.mean(log_probs, axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits,

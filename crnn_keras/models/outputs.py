@@ -18,6 +18,8 @@ def outputs_logits(model: keras.Model) -> bool:
     if hasattr(model, "outputs_logits"):
         return bool(model.outputs_logits)
     last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return False
     activation = getattr(last, "activation", None)
     if activation is keras.activations.softmax:
         return False

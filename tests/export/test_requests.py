@@ -72,6 +72,13 @@ def _cmyk_jpeg(array):
     return buffer.getvalue()
 
 
+def _animated_gif(arrays):
+    frames = [Image.fromarray(a) for a in arrays]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
 def _ok(serve_bytes, serve_tensor):
     """The next good request is answered."""
     out = serve_bytes(image_bytes=tf.constant([_encode(_image(5), "PNG")]))
@@ -90,6 +97,9 @@ def _ok(serve_bytes, serve_tensor):
     ("jpeg progressive", lambda a: _encode(a, "JPEG", quality=95, progressive=True)),
     ("jpeg cmyk", _cmyk_jpeg),
     ("jpeg exif-rotated", _exif_rotated_jpeg),
+    ("jpeg with 5 KB after the end marker", lambda a: _encode(a, "JPEG", quality=95) + bytes(range(256)) * 20),
+    ("png with a trailing byte", lambda a: _encode(a, "PNG") + b"\n"),
+    ("gif animated, 3 frames", lambda a: _animated_gif([a, a[::-1], a[:, ::-1]])),
 ])
 def test_valid_images_of_every_kind_are_answered(signatures, name, make):
     _, serve_bytes, serve_tensor = signatures
@@ -111,14 +121,30 @@ def test_valid_images_of_every_kind_are_answered(signatures, name, make):
     ("header over max_pixels", _png_header_only(5000, 5000, end=True),
      "image 0 of 1: 5000 x 5000 = 25000000 pixels, over the limit max_pixels=1000000"),
     ("truncated JPEG", "truncated_jpeg", "image 0 of 1: truncated or corrupt JPEG"),
-    ("truncated GIF", "truncated_gif", "image 0 of 1: truncated GIF"),
+    ("truncated GIF", "truncated_gif", "image 0 of 1: truncated or corrupt GIF"),
+    ("8-bit palette BMP", "palette_bmp", "image 0 of 1: BMP with 8-bit pixels"),
+    ("GIF frame larger than its screen", "big_frame_gif", "image 0 of 1: 2000 x 2000 = 4000000 pixels, over"),
+    ("GIF with many frames", "many_frames_gif", "image 0 of 1: 30 frames of 200 x 200 = 1200000 pixels, over"),
     ("truncated BMP", "truncated_bmp", "image 0 of 1: truncated BMP: the header says 16 x 16 pixels"),
     ("text", b"definitely not an image, just some text bytes", "image 0 of 1: not a JPEG, PNG, BMP or GIF"),
     ("too short", b"tiny", "image 0 of 1: 4 bytes, too short"),
 ])
 def test_bad_images_are_refused_by_name(signatures, name, payload, message):
     _, serve_bytes, serve_tensor = signatures
-    if isinstance(payload, str):
+    if payload == "palette_bmp":
+        buffer = io.BytesIO()
+        Image.fromarray(_image(2)).convert("P").save(buffer, format="BMP")
+        payload = buffer.getvalue()
+    elif payload == "big_frame_gif":  # The screen says 16 x 16; the frame is 2000 x 2000.
+        data = bytearray(_encode(np.zeros((2000, 2000, 3), np.uint8), "GIF"))
+        data[6:10] = struct.pack("<HH", 16, 16)
+        payload = bytes(data)
+    elif payload == "many_frames_gif":
+        frames = [Image.fromarray(_image(i, 200)) for i in range(30)]
+        buffer = io.BytesIO()
+        frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+        payload = buffer.getvalue()
+    elif isinstance(payload, str):
         fmt = {"truncated_png": "PNG", "truncated_jpeg": "JPEG", "truncated_gif": "GIF", "truncated_bmp": "BMP"}
         full = _encode(_image(2), fmt[payload])
         payload = full[: len(full) // 2]
@@ -144,6 +170,7 @@ def test_the_bad_image_of_a_batch_is_named(signatures):
     ("1e6", np.full((1, SIZE, SIZE, 3), 1e6), r"image 0 of 1: pixel values span \[1e\+06, 1e\+06\], outside 0..255"),
     ("-1e6", np.full((1, SIZE, SIZE, 3), -1e6), "outside 0..255"),
     ("scaled to 0..1", np.random.default_rng(0).uniform(0, 1, (1, SIZE, SIZE, 3)), "as if scaled to 0..1"),
+    ("scaled to -1..1", np.random.default_rng(0).uniform(-1, 1, (1, SIZE, SIZE, 3)), "as if scaled to 0..1 or -1..1"),
     ("rank 3", np.zeros((SIZE, SIZE, 3)), r"expected shape \[batch, 16, 16, 3\].*got shape \[16 16 3\]"),
     ("one channel", np.zeros((1, SIZE, SIZE, 1)), r"expected shape \[batch, 16, 16, 3\].*got shape \[1 16 16 1\]"),
     ("other size", np.zeros((1, 32, 32, 3)), r"got shape \[1 32 32 3\]"),

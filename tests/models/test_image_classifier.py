@@ -121,3 +121,23 @@ def test_flatten_needs_a_fixed_size_and_label_smoothing_needs_the_auto_loss():
     model = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3)
     with pytest.raises(ValueError, match="label_smoothing"):
         model.compile(loss="sparse_categorical_crossentropy", label_smoothing=0.1)
+
+
+def test_labels_outside_the_classes_are_refused_not_ignored():
+    import tensorflow as tf
+
+    logits = np.zeros((1, 3), "float32")
+    for smoothing in (0.0, 0.1):
+        loss = SparseCategoricalCrossentropy(from_logits=True, label_smoothing=smoothing)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="label value of 3"):
+            loss(np.array([3]), logits)
+
+
+def test_a_final_softmax_layer_means_probabilities():
+    from crnn_keras.models import outputs_logits, to_probabilities
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(3)(inputs)))
+    assert not outputs_logits(model)
+    probs = model.predict(np.ones((1, 4)), verbose=0)
+    np.testing.assert_allclose(to_probabilities(model, probs), probs)
