@@ -10,7 +10,7 @@ from keras_hub.models import Backbone
 
 from crnn_keras.layers import SpatialSweep2D
 from crnn_keras.models.backbones import apply_backbone, conv_block
-from crnn_keras.models.presets import check_base_kwargs, classproperty, list_presets
+from crnn_keras.models.presets import check_base_kwargs, classproperty, hub_presets
 
 SWEEP_KEYS = ("units", "cell", "bidirectional", "merge_mode", "order", "parallel_merge",
               "dropout", "recurrent_dropout", "use_cudnn", "unroll", "blocks")
@@ -137,8 +137,8 @@ class CRNNBackbone(Backbone):
 
     @classproperty
     def presets(cls) -> dict[str, dict]:
-        """Every preset name with its description and whether it carries weights."""
-        return list_presets()
+        """keras-hub's form: `{name: {"metadata": {..., "weights": bool}, "kaggle_handle": folder}}`."""
+        return hub_presets()
 
     @classmethod
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs) -> "CRNNBackbone":

@@ -10,7 +10,7 @@ from keras_hub.models import ImageClassifier, Task
 
 from crnn_keras.models.crnn_backbone import CRNNBackbone
 from crnn_keras.models.losses import SparseCategoricalCrossentropy
-from crnn_keras.models.presets import check_base_kwargs, classproperty, list_presets
+from crnn_keras.models.presets import check_base_kwargs, classproperty, hub_presets
 
 POOLINGS = ("avg", "max", "flatten")
 DEFAULT_LEARNING_RATE = 1e-3
@@ -212,8 +212,8 @@ class CRNNImageClassifier(ImageClassifier):
 
     @classproperty
     def presets(cls) -> dict[str, dict]:
-        """Every preset name with its description and whether it carries weights."""
-        return list_presets()
+        """keras-hub's form: `{name: {"metadata": {..., "weights": bool}, "kaggle_handle": folder}}`."""
+        return hub_presets()
 
     @classmethod
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs) -> "CRNNImageClassifier":

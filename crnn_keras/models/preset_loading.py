@@ -33,7 +33,8 @@ WEIGHTS_FILE = "model.weights.h5"
 TASK_WEIGHTS_FILE = "task.weights.h5"
 # What a trained preset still accepts: the rest would not fit its weights.
 _TRAINED_OPTIONS = ("num_classes", "dropout", "activation", "dtype", "image_shape", "name",
-                    "compile", "preprocessor", "head_dtype")
+                    "compile", "preprocessor", "head_dtype", "trainable")
+SHARDED_WEIGHTS_FILE = "model.weights.json"
 
 
 _STAGING: set[str] = set()
@@ -54,11 +55,10 @@ def atomic_preset_dir(preset_dir: str) -> Iterator[str]:
         raise ValueError(f"Preset folder {preset_dir!r} is a file; pass a folder path.")
     parent = os.path.dirname(preset_dir)
     os.makedirs(parent, exist_ok=True)
-    # Leftovers of a save that was killed (kill -9 skips the cleanup below).
-    for stale in glob.glob(glob.escape(preset_dir) + ".tmp-*") + glob.glob(glob.escape(preset_dir) + ".old-*"):
-        warnings.warn(f"Removing {stale!r}, left by an interrupted save_to_preset.", stacklevel=3)
-        shutil.rmtree(stale, ignore_errors=True)
-    tag = uuid.uuid4().hex[:8]
+    _clean_leftovers(preset_dir)
+    # Names carry the process id, so a later save can tell a killed save's
+    # leftovers from a concurrent save's work.
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging = f"{preset_dir}.tmp-{tag}"
     _STAGING.add(staging)
     try:
@@ -71,6 +71,31 @@ def atomic_preset_dir(preset_dir: str) -> Iterator[str]:
     finally:
         _STAGING.discard(staging)
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _clean_leftovers(preset_dir: str) -> None:
+    """Restores or removes what a killed save left beside `preset_dir`."""
+    for path in sorted(glob.glob(glob.escape(preset_dir) + ".old-*")) + sorted(
+            glob.glob(glob.escape(preset_dir) + ".tmp-*")):
+        pid = path.rsplit(".", 1)[1].split("-")[1]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        if ".old-" in os.path.basename(path) and not os.path.exists(preset_dir):
+            os.rename(path, preset_dir)  # Killed between moving the old preset aside and the new in.
+            warnings.warn(f"Restored {preset_dir!r} from an interrupted save_to_preset.", stacklevel=4)
+            continue
+        warnings.warn(f"Removing {path!r}, left by an interrupted save_to_preset.", stacklevel=4)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _is_handle(preset: str) -> bool:
@@ -184,15 +209,30 @@ def load_backbone(cls, preset: Any, load_weights: bool, **kwargs) -> Backbone:
         config = resolve_preset(preset, **arch)
         return cls(image_shape=config["image_shape"], cnn=config["cnn"], sweep=config["sweep"], **rest)
     location = resolve_location(preset)
-    refused = sorted(set(kwargs) - {"dtype", "image_shape", "name"})
+    refused = sorted(set(kwargs) - {"dtype", "image_shape", "name", "trainable"})
     if refused:
         raise ValueError(f"Options {refused} do not fit the trained weights of preset {preset!r}; "
                          "start from an architecture preset to change the architecture.")
     backbone = Backbone.from_preset.__func__(cls, location, load_weights=False, **kwargs)
     if load_weights:
-        _check_weights_file(location, WEIGHTS_FILE)
-        load_weights_checked(backbone, _local(location, WEIGHTS_FILE))
+        _load_backbone_weights(backbone, location)
     return backbone
+
+
+def _load_backbone_weights(backbone, location: str) -> None:
+    """`model.weights.h5`, or keras-hub's sharded `model.weights.json` with its shards."""
+    if not _is_handle(location) and not os.path.exists(os.path.join(location, WEIGHTS_FILE)) \
+            and os.path.exists(os.path.join(location, SHARDED_WEIGHTS_FILE)):
+        index = _local(location, SHARDED_WEIGHTS_FILE)
+        with open(index, encoding="utf-8") as f:
+            shards = {v for value in json.load(f)["weight_map"].values()
+                      for v in (value if isinstance(value, list) else [value])}
+        for shard in sorted(shards):
+            _check_weights_file(location, shard)
+        backbone.load_weights(index)
+        return
+    _check_weights_file(location, WEIGHTS_FILE)
+    load_weights_checked(backbone, _local(location, WEIGHTS_FILE))
 
 
 def _local(location: str, name: str) -> str:
@@ -221,27 +261,41 @@ def load_classifier(cls, preset: Any, load_weights: bool, **kwargs) -> ImageClas
     if refused:
         raise ValueError(f"Options {refused} do not fit the trained weights of preset {preset!r}; "
                          "start from an architecture preset to change the architecture.")
-    task_config = None if _is_handle(location) else _check_json(location, TASK_FILE, required=False)
+    task_config = _task_config(location)
     saved_classes = task_config["config"].get("num_classes") if task_config else None
+    if task_config is None and num_classes is None:
+        raise ValueError(f"Preset {preset!r} holds a backbone only (no {TASK_FILE}); "
+                         "pass num_classes to add a new head.")
     if num_classes is not None and num_classes != saved_classes:
+        trained = (f"was trained with {saved_classes} classes" if task_config
+                   else "holds a trained backbone only")
         warnings.warn(
-            f"Preset {preset!r} was trained with {saved_classes} classes; building a new, "
-            f"randomly initialised classification head for num_classes={num_classes}. "
-            "The backbone keeps its trained weights; fine-tune before use.",
+            f"Preset {preset!r} {trained}; building a new, randomly initialised classification "
+            f"head for num_classes={num_classes}. The backbone keeps its trained weights; "
+            "fine-tune before use.",
             stacklevel=3,
         )
         kwargs["num_classes"] = num_classes
-    elif task_config is None and num_classes is None and not _is_handle(location):
-        raise ValueError(f"Preset folder {location!r} holds a backbone only (no {TASK_FILE}); "
-                         "pass num_classes to add a new head.")
+    if kwargs.get("dtype") is not None and "head_dtype" not in kwargs:
+        kwargs["head_dtype"] = kwargs["dtype"]  # keras-hub passes `dtype` to the backbone only.
     task = ImageClassifier.from_preset.__func__(cls, location, load_weights=False, **kwargs)
     if load_weights:
-        _check_weights_file(location, WEIGHTS_FILE)
-        load_weights_checked(task.backbone, _local(location, WEIGHTS_FILE))
+        _load_backbone_weights(task.backbone, location)
         if "num_classes" not in kwargs and task.has_task_weights():
             _check_weights_file(location, TASK_WEIGHTS_FILE)
             _load_task_weights_checked(task, _local(location, TASK_WEIGHTS_FILE))
     return task
+
+
+def _task_config(location: str) -> dict | None:
+    """The preset's `task.json`, also behind a kaggle:// or hf:// handle; None if it has none."""
+    if not _is_handle(location):
+        return _check_json(location, TASK_FILE, required=False)
+    from keras_hub.src.utils.preset_utils import check_file_exists
+
+    if not check_file_exists(location, TASK_FILE):
+        return None
+    return _check_json(os.path.dirname(_local(location, TASK_FILE)), TASK_FILE, required=True)
 
 
 def _load_task_weights_checked(task, path: str) -> None:

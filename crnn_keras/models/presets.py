@@ -141,6 +141,22 @@ class classproperty(property):
         return self.fget(owner)
 
 
+def hub_presets() -> dict[str, dict[str, Any]]:
+    """Presets in keras-hub's `Model.presets` form: `{name: {"metadata": ..., "kaggle_handle": ...}}`.
+
+    The handle of a trained preset is its folder in the package; an
+    architecture preset has none (it carries no files).
+    """
+    out = {}
+    for name, entry in list_presets().items():
+        folder = trained_presets().get(name)
+        params = preset_metadata(name).get("parameter_count") if folder else None
+        out[name] = {"metadata": {"description": entry["description"], "params": params,
+                                  "path": "crnn", "weights": entry["weights"]},
+                     "kaggle_handle": folder}
+    return out
+
+
 def unknown_preset_error(name: Any) -> ValueError:
     return ValueError(
         f"Unknown preset {name!r}. Available presets: {', '.join(list_presets())} "

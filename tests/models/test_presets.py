@@ -19,7 +19,9 @@ def test_list_presets_says_which_carry_weights():
     assert not any(presets[name]["weights"] for name in ARCHITECTURES)
     trained = [name for name, p in presets.items() if p["weights"]]
     assert {"crnn_tiny_rooks", "crnn_fashion_mnist_trained"} <= set(trained)
-    assert list(CRNNImageClassifier.presets) == list(presets)
+    hub = CRNNImageClassifier.presets  # keras-hub's form.
+    assert list(hub) == list(presets) and hub["crnn_tiny_rooks"]["metadata"]["params"] == 46834
+    assert hub["crnn_small"]["kaggle_handle"] is None and hub["crnn_tiny_rooks"]["metadata"]["weights"]
 
 
 @pytest.mark.parametrize("name", sorted(trained_presets()))
@@ -103,10 +105,43 @@ def test_a_failed_save_leaves_the_earlier_preset_as_it_was(tmp_path, monkeypatch
     assert {f: (target / f).read_bytes() for f in os.listdir(target)} == before
     assert os.listdir(tmp_path) == ["p"]  # No staging folder left behind.
     monkeypatch.undo()
-    (tmp_path / "p.tmp-deadbeef").mkdir()  # As a kill -9 mid-save would leave it.
+    (tmp_path / "p.tmp-999999999-beef").mkdir()  # As a kill -9 mid-save would leave it.
     with pytest.warns(UserWarning, match="left by an interrupted save_to_preset"):
         CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3).save_to_preset(str(target))
     assert os.listdir(tmp_path) == ["p"] and CRNNImageClassifier.from_preset(str(target)).num_classes == 3
+
+
+def test_sharded_presets_trainable_and_mixed_precision(tmp_path):
+    model = CRNNImageClassifier.from_preset("crnn_tiny_rooks")
+    model.save_to_preset(str(tmp_path / "sharded"), max_shard_size=0.0001)  # GB: several shards.
+    assert "model.weights.json" in os.listdir(tmp_path / "sharded")
+    x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    again = CRNNImageClassifier.from_preset(str(tmp_path / "sharded"), trainable=False)
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    assert not again.trainable
+    mixed = CRNNImageClassifier.from_preset("crnn_tiny_rooks", dtype="mixed_bfloat16")
+    assert mixed.get_layer("pooler").compute_dtype == "bfloat16"
+    assert mixed.backbone.get_layer("stage1_1_conv").compute_dtype == "bfloat16"
+
+
+def test_an_interrupted_save_is_restored_or_removed(tmp_path):
+    target = tmp_path / "p"
+    CRNNImageClassifier.from_preset("crnn_tiny_rooks").save_to_preset(str(target))
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    os.rename(target, tmp_path / f"p.old-{dead}-abc")  # Killed between the two renames.
+    (tmp_path / f"p.tmp-{dead}-def").mkdir()
+    (tmp_path / f"p.tmp-{os.getpid()}-live").mkdir()  # A concurrent save in this process: kept.
+    with pytest.warns(UserWarning) as record:
+        CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3).save_to_preset(str(tmp_path / "q"))
+        CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3).save_to_preset(str(target))
+    messages = " ".join(str(w.message) for w in record)
+    assert "Restored" in messages and "left by an interrupted save_to_preset" in messages
+    assert sorted(os.listdir(tmp_path)) == ["p", f"p.tmp-{os.getpid()}-live", "q"]
+    assert CRNNImageClassifier.from_preset(str(target)).num_classes == 3
 
 
 def test_hub_handles_pass_through_to_keras_hub(tmp_path, monkeypatch):
