@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 from typing import Any, Callable
 
 import tensorflow as tf
@@ -73,11 +74,67 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     return scheme, name, options
 
 
+_SPLIT = re.compile(r"^(\w+)(?:\[(-?\d+%?)?:(-?\d+%?)?\])?$")
+
+
+def parse_split(split: str) -> tuple[str, str | None, str | None]:
+    """TFDS-style `"train"`, `"train[:90%]"`, `"train[1000:]"` -> `(name, start, stop)`.
+
+    Example:
+
+    >>> parse_split("train[90%:]")
+    ('train', '90%', None)
+    """
+    match = _SPLIT.match(split) if isinstance(split, str) else None
+    if not match:
+        raise ValueError(f"Bad split {split!r}: use a name, or a name and a slice of integers or "
+                         "percents, e.g. 'train', 'train[:90%]', 'train[90%:]', 'train[1000:]'.")
+    return match.group(1), match.group(2), match.group(3)
+
+
+def slice_bounds(n: int, start: str | None, stop: str | None) -> tuple[int, int]:
+    """`[start:stop)` of `n` examples; percents round to the closest example, as TFDS does.
+
+    Example:
+
+    >>> slice_bounds(60000, None, "10%"), slice_bounds(60000, "-1000", None)
+    ((0, 6000), (59000, 60000))
+    """
+
+    def position(value: str | None, default: int) -> int:
+        if value is None:
+            return default
+        if value.endswith("%"):
+            percent = int(value[:-1])
+            if abs(percent) > 100:
+                raise ValueError(f"A split percent must be within -100%..100%, got {value!r}.")
+            k = round(n * abs(percent) / 100)
+            return k if percent >= 0 else n - k
+        k = int(value)
+        return k if k >= 0 else n + k
+
+    i = min(max(position(start, 0), 0), n)
+    return i, min(max(position(stop, n), i), n)
+
+
 def load_source(spec: str, split: str, seed: int = 0) -> tuple[tf.data.Dataset, DatasetInfo]:
-    """The unbatched `(image, label)` dataset of one split, and its info."""
+    """The unbatched `(image, label)` dataset of one split (slices applied), and its info."""
     scheme, name, options = parse_spec(spec)
+    base, start, stop = parse_split(split)
     module = importlib.import_module(SCHEMES[scheme])
-    dataset, info = module.load(name, split, seed=seed, **options)
+    if scheme == "tfds":  # TFDS slices natively.
+        dataset, info = module.load(name, split, seed=seed, **options)
+    else:
+        dataset, info = module.load(name, base, seed=seed, **options)
+        if start is not None or stop is not None:
+            n = info.splits.get(base)
+            if n is None:
+                n = int(dataset.cardinality())
+            i, j = slice_bounds(n, start, stop)
+            if j <= i:
+                raise ValueError(f"Split {split!r} selects none of the {n} examples of {base!r} in {spec!r}.")
+            dataset = dataset.skip(i).take(j - i)
+            info.splits = {**info.splits, split: j - i}
     info.name = spec
     return dataset, info
 

@@ -124,12 +124,19 @@ def load(name: str, split: str, seed: int = 0, validation_size: str = "5000"):
     if base not in ("train", "validation", "test"):
         raise ValueError(f"Unknown split {split!r} for fashion_mnist; use train, validation or test.")
     images, labels = load_arrays("test" if base == "test" else "train", name or None)
+    if not validation_size.isdigit():
+        raise ValueError(f"fashion_mnist validation_size must be a whole number >= 0, got {validation_size!r}.")
     n_val = int(validation_size)
-    if base == "train" and n_val:
-        images, labels = images[:-n_val], labels[:-n_val]
-    elif base == "validation":
-        images, labels = images[-n_val:], labels[-n_val:]
-    splits = {"train": EXPECTED_COUNTS["train"] - n_val, "validation": n_val, "test": EXPECTED_COUNTS["test"]}
+    if base != "test" and n_val >= len(images):
+        raise ValueError(f"fashion_mnist validation_size={n_val} leaves no training images of the "
+                         f"{len(images)}; use at most {len(images) - 1}.")
+    # Counts of what the files hold, not of the files the dataset should have.
+    if base == "test":
+        splits = {"train": None, "validation": None, "test": len(images)}
+    else:
+        splits = {"train": len(images) - n_val, "validation": n_val, "test": None}
+        cut = len(images) - n_val
+        images, labels = (images[:cut], labels[:cut]) if base == "train" else (images[cut:], labels[cut:])
     info = DatasetInfo(
         name="fashion_mnist",
         num_classes=len(CLASS_NAMES),

@@ -50,3 +50,18 @@ def test_augmentation_crops_flips_and_translates():
     assert np.array_equal(a, b)  # Deterministic.
     no_flip = make_preprocess(None, None, training=True, augment=True, flip_ok=False)
     assert all(np.array_equal(no_flip(image, 0, s)[0].numpy(), image.numpy()) for s in seeds)
+
+
+@pytest.mark.parametrize("split,count", [("train[:10%]", 80), ("train[1000:]", 7000), ("train[:90%]", 720),
+                                         ("train[90%:]", 80), ("test[-100:]", 100)])
+def test_builtin_slices_are_honoured(split, count):
+    ds, info = load_dataset("builtin:rooks?train_size=800", split, batch_size=1000, shuffle=False) \
+        if "1000" not in split else load_dataset("builtin:rooks", split, batch_size=1000, shuffle=False)
+    assert sum(int(x.shape[0]) for x, _ in ds) == count == info.splits[split]
+
+
+@pytest.mark.parametrize("split,message", [("train[::2]", "Bad split"), ("train[200%:]", "within -100%..100%"),
+                                           ("train[5:5]", "selects none")])
+def test_bad_slices_are_refused(split, message):
+    with pytest.raises(ValueError, match=message):
+        load_dataset("builtin:rooks?train_size=64", split, batch_size=8)

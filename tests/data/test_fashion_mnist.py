@@ -71,6 +71,21 @@ def test_real_debian_files():
     train, train_labels = fashion_mnist.load_arrays("train", fashion_mnist.SYSTEM_DIR)
     assert train.shape == (60000, 28, 28) and np.bincount(train_labels).tolist() == [6000] * 10
     ds, info = load_dataset("fashion_mnist", "validation", batch_size=5000)
-    assert info.splits == {"train": 55000, "validation": 5000, "test": 10000}
+    assert info.splits == {"train": 55000, "validation": 5000, "test": None}  # Counted: test not read.
     batch = next(iter(ds))[0].numpy()
     np.testing.assert_array_equal(batch[..., 0], train[-5000:])
+
+
+def test_slices_and_sizes_count_what_the_files_hold(fake_dir):
+    ds, info = load_dataset(f"fashion_mnist:{fake_dir}?validation_size=10", "test[:50%]", batch_size=64,
+                            shuffle=False)
+    assert sum(int(x.shape[0]) for x, _ in ds) == 5 == info.splits["test[:50%]"]
+    _, info = load_dataset(f"fashion_mnist:{fake_dir}?validation_size=10", "train", batch_size=64)
+    assert info.splits["train"] == 20 and info.splits["validation"] == 10
+
+
+@pytest.mark.parametrize("size,message", [("30", "leaves no training images"), ("70000", "leaves no training"),
+                                          ("abc", "whole number"), ("-5", "whole number")])
+def test_bad_validation_sizes_are_refused(fake_dir, size, message):
+    with pytest.raises(ValueError, match=message):
+        load_dataset(f"fashion_mnist:{fake_dir}?validation_size={size}", "train", batch_size=8)

@@ -93,3 +93,13 @@ def test_errors(tmp_path):
     _save(str(tmp_path / "sized" / "a" / "x.png"), "PNG")
     with pytest.raises(ValueError, match="vary in size; pass image_size"):
         load_dataset(f"folder:{tmp_path / 'sized'}?validation_fraction=0&test_fraction=0")
+
+
+def test_slices_are_honoured(indoor):
+    full, info = load_dataset(f"folder:{indoor}", "train", batch_size=64, shuffle=False, image_size=16)
+    half, half_info = load_dataset(f"folder:{indoor}", "train[:50%]", batch_size=64, shuffle=False, image_size=16)
+    rest, _ = load_dataset(f"folder:{indoor}", "train[50%:]", batch_size=64, shuffle=False, image_size=16)
+    n = info.splits["train"]
+    labels = lambda ds: np.concatenate([y.numpy() for _, y in ds])  # noqa: E731
+    assert len(labels(half)) == half_info.splits["train[:50%]"] == round(n / 2)
+    np.testing.assert_array_equal(np.concatenate([labels(half), labels(rest)]), labels(full))
