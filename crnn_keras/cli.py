@@ -16,9 +16,12 @@ DEMO_DIR = "runs/demo"
 
 
 def _parse_json_or_str(text: str) -> Any:
+    """JSON values, or a plain string (a backbone name); text that looks like JSON must be JSON."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as err:
+        if text.lstrip().startswith(("{", "[")):
+            raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text!r}") from err
         return text
 
 
@@ -102,6 +105,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from crnn_keras.data.images import load_image_for_model
     from crnn_keras.models import to_probabilities
 
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}.")
     model, names = _model_and_names(args.model)
     for path in args.images:
         image = load_image_for_model(path, model.input_shape)

@@ -112,3 +112,23 @@ def test_reports_leave_the_matplotlib_backend_alone():
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "svg"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["predict", "RUN", "x.png", "--top-k", "0"], "--top-k must be at least 1"),
+    (["train", "--sweep", '{"units": 8', "--output-dir", "OUT"], "argument --sweep: not valid JSON"),
+    (["train", "--config", "BAD_YAML"], "is not valid YAML"),
+    (["train", "--strategy", "multi_worker", "--output-dir", "OUT"], "TF_CONFIG is not valid JSON"),
+])
+def test_clear_errors_name_the_flag_or_file(run_dir, tmp_path, capsys, monkeypatch, argv, message):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("epochs: [1, 2\n")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    argv = [{"RUN": str(run_dir), "OUT": str(tmp_path / "out"), "BAD_YAML": str(bad_yaml)}.get(a, a) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # Nothing written.

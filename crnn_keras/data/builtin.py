@@ -169,10 +169,10 @@ def load(name: str, split: str, seed: int = 0, **options: str):
     unknown = set(options) - known
     if unknown:
         raise ValueError(f"Unknown builtin options {sorted(unknown)}. Expected some of {sorted(known)}.")
-    try:
-        values = {key: int(value) for key, value in options.items()}
-    except ValueError as err:
-        raise ValueError(f"builtin options must be integers, got {options}.") from err
+    bad = {key: value for key, value in options.items() if not value.isdigit() or int(value) < 1}
+    if bad:
+        raise ValueError(f"builtin options must be whole numbers >= 1, got {bad}.")
+    values = {key: int(value) for key, value in options.items()}
     sizes = {s: values.pop(f"{s}_size", SPLIT_SIZES[s]) for s in SPLIT_SIZES}
     base_split = split.split("[")[0]
     images, labels = generate(task, base_split, sizes.get(base_split), seed=seed, **values)

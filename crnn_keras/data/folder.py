@@ -117,10 +117,11 @@ def load(
     classes = _list_classes(image_root)
     all_files = _list_images(image_root, classes)
     classes = sorted({f.split("/")[0] for f in all_files})
-    if not classes:
+    if len(classes) < 2:
         raise ValueError(
-            f"No classes found in {image_root!r}: expected one subfolder per class holding "
-            f"images ({', '.join(IMAGE_EXTENSIONS)})."
+            f"{'No classes' if not classes else 'Only one class (' + classes[0] + ')'} found in "
+            f"{image_root!r}: expected one subfolder per class, at least two, holding images "
+            f"({', '.join(IMAGE_EXTENSIONS)})."
         )
     val_fraction, test_fraction_f = float(validation_fraction), float(test_fraction)
     base = split.split("[")[0]

@@ -172,13 +172,16 @@ def load_config_file(path: str) -> dict[str, Any]:
     """Reads a YAML or JSON config file into a dict."""
     if not os.path.exists(path):
         raise ValueError(f"Config file {path!r} does not exist.")
-    with open(path, encoding="utf-8") as f:
-        if path.endswith((".yaml", ".yml")):
-            import yaml
+    if os.path.isdir(path):
+        raise ValueError(f"Config file {path!r} is a folder; pass a YAML or JSON file.")
+    import yaml
 
-            data = yaml.safe_load(f) or {}
-        else:
-            data = json.load(f)
+    is_yaml = path.endswith((".yaml", ".yml"))
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = (yaml.safe_load(f) or {}) if is_yaml else json.load(f)
+        except (yaml.YAMLError, json.JSONDecodeError) as err:
+            raise ValueError(f"Config file {path!r} is not valid {'YAML' if is_yaml else 'JSON'}: {err}") from err
     if not isinstance(data, dict):
         raise ValueError(f"Config file {path!r} must hold a mapping of keys to values.")
     return data

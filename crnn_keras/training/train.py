@@ -34,6 +34,25 @@ from crnn_keras.training.reports import plot_confusion, plot_history
 from crnn_keras.training.run_dir import check_run_dir, load_run_model
 
 
+def check_tf_config() -> None:
+    """Refuses a malformed `TF_CONFIG` with a message that names it."""
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        return
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({err}): {text[:200]!r}.") from err
+    task = data.get("task") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("cluster"), dict) or not isinstance(task, dict) \
+            or "type" not in task or "index" not in task:
+        raise ValueError('TF_CONFIG must be {"cluster": {"worker": ["host:port", ...]}, "task": {"type": '
+                         f'"worker", "index": 0}}}}, got {text[:200]!r}.')
+    members = data["cluster"].get(task["type"])
+    if not isinstance(members, list) or not isinstance(task["index"], int) or not 0 <= task["index"] < len(members):
+        raise ValueError(f"TF_CONFIG task {task} is not in its cluster {data['cluster']}.")
+
+
 def get_strategy(name: str = "mirrored") -> tf.distribute.Strategy:
     """`"mirrored"`: all local GPUs, else all logical CPUs (one replica each);
     `"multi_worker"`: `MultiWorkerMirroredStrategy` from `TF_CONFIG`;
@@ -43,6 +62,7 @@ def get_strategy(name: str = "mirrored") -> tf.distribute.Strategy:
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi_worker":
+        check_tf_config()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "default":
         return tf.distribute.get_strategy()
@@ -156,6 +176,7 @@ def train(config: TrainConfig | dict[str, Any], overwrite: bool = False) -> dict
         from crnn_keras.data.core import load_source
         from crnn_keras.training.multi_worker import train_multi_worker
 
+        check_tf_config()
         load_source(config.dataset, "train", seed=config.seed)  # Resolves the dataset first.
         _start_run(config, replace)
         return train_multi_worker(config)

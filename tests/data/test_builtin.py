@@ -82,5 +82,8 @@ def test_bad_builtin_specs():
         load_dataset("builtin:mazes")
     with pytest.raises(ValueError, match="Unknown builtin options"):
         load_dataset("builtin:shapes?colour=red")
+    for size in ("abc", "-5", "0"):
+        with pytest.raises(ValueError, match="whole numbers >= 1.*validation_size"):
+            load_dataset(f"builtin:shapes?validation_size={size}")
     with pytest.raises(ValueError, match="too small"):
         load_dataset("builtin:shapes?image_size=8")

@@ -88,9 +88,14 @@ def test_errors(tmp_path):
         load_dataset(f"folder:{tmp_path / 'nope'}")
     (tmp_path / "empty" / "cls").mkdir(parents=True)
     (tmp_path / "empty" / "cls" / "readme.txt").write_text("x")
+    (tmp_path / "one" / "cats").mkdir(parents=True)
+    _save(str(tmp_path / "one" / "cats" / "a.png"), "PNG")
+    with pytest.raises(ValueError, match="Only one class \\(cats\\) found"):
+        load_dataset(f"folder:{tmp_path / 'one'}")
     with pytest.raises(ValueError, match="No classes found"):
         load_dataset(f"folder:{tmp_path / 'empty'}", image_size=8)
     _save(str(tmp_path / "sized" / "a" / "x.png"), "PNG")
+    _save(str(tmp_path / "sized" / "b" / "y.png"), "PNG", size=(24, 16))
     with pytest.raises(ValueError, match="vary in size; pass image_size"):
         load_dataset(f"folder:{tmp_path / 'sized'}?validation_fraction=0&test_fraction=0")
 
