@@ -36,6 +36,8 @@ class DatasetInfo:
         flip_ok: whether horizontal flips keep labels valid.
         description: a line about the source.
         skipped_files: files of this split that could not be decoded.
+        sources: where each of `train`/`validation`/`test` comes from, where it
+            is not the source's split of that name (e.g. `train[90%:]`).
     """
 
     name: str
@@ -46,6 +48,7 @@ class DatasetInfo:
     flip_ok: bool = True
     description: str = ""
     skipped_files: list[str] = dataclasses.field(default_factory=list)
+    sources: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

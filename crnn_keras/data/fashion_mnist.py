@@ -144,6 +144,8 @@ def load(name: str, split: str, seed: int = 0, validation_size: str = "5000"):
         image_shape=(28, 28, 1),
         splits=splits,
         description="Fashion-MNIST (Xiao et al. 2017), 28x28 grayscale.",
+        sources={"train": f"train[:-{n_val}]", "validation": f"train[-{n_val}:]", "test": "test"}
+        if n_val else {"test": "test"},
     )
     dataset = tf.data.Dataset.from_tensor_slices((images[..., None], labels.astype(np.int64)))
     return dataset, info

@@ -141,9 +141,15 @@ def load(
         train, validation = _stratified([f for f in listed["train"] if f in available], [val_fraction], seed)
         parts = {"train": train, "validation": validation,
                  "test": [f for f in listed["test"] if f in available]}
+        sources = {"train": f"{SPLIT_FILES['train']} less validation",
+                   "validation": f"stratified {val_fraction:.0%} of {SPLIT_FILES['train']}, seed {seed}",
+                   "test": SPLIT_FILES["test"]}
     else:
         train, validation, test = _stratified(all_files, [val_fraction, test_fraction_f], seed)
         parts = {"train": train, "validation": validation, "test": test}
+        sources = {s: f"stratified {share:.0%} of every class, seed {seed}" for s, share in
+                   (("train", 1 - val_fraction - test_fraction_f), ("validation", val_fraction),
+                    ("test", test_fraction_f))}
     files, bad = _check_files(image_root, parts[base])
     if bad:
         warnings.warn(
@@ -171,8 +177,10 @@ def load(
         num_classes=len(classes),
         class_names=classes,
         image_shape=(None, None, 3),
-        splits={s: len(p) for s, p in parts.items()},
+        # The loaded split counts the images that decode; the others are not read here.
+        splits={s: len(files) if s == base else None for s in parts},
         description=f"Image folder {image_root}.",
         skipped_files=bad,
+        sources=sources,
     )
     return dataset, info

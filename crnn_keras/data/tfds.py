@@ -11,10 +11,10 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from crnn_keras.data.core import DatasetInfo
+from crnn_keras.data.core import DatasetInfo, parse_split, slice_bounds
 
-# Our split names -> the TFDS split tried first, then alternatives.
-_SPLIT_ALIASES = {"validation": ("validation", "test"), "test": ("test", "validation")}
+# Without a validation split, model selection reads this share of train (its end), never test.
+VALIDATION_FROM_TRAIN = 10
 
 
 def _feature_keys(builder) -> tuple[str, str]:
@@ -37,14 +37,40 @@ def _feature_keys(builder) -> tuple[str, str]:
     return images[0], label
 
 
+def split_plan(available: list[str]) -> dict[str, str]:
+    """Our `train`/`validation`/`test` -> TFDS splits.
+
+    Validation never comes from test: a dataset without a validation split
+    gives the last 10% of train to it (and trains on the rest); one without a
+    test split is tested on its validation split, and validates on train's
+    last 10%.
+
+    Example:
+
+    >>> split_plan(["train", "test"])["validation"]
+    'train[90%:]'
+    """
+    test = "test" if "test" in available else ("validation" if "validation" in available else None)
+    if "validation" in available and test != "validation":
+        plan = {"train": "train", "validation": "validation"}
+    else:
+        cut = 100 - VALIDATION_FROM_TRAIN
+        plan = {"train": f"train[:{cut}%]", "validation": f"train[{cut}%:]"}
+    if test:
+        plan["test"] = test
+    return plan
+
+
 def _resolve_split(builder, split: str) -> str:
     available = list(builder.info.splits.keys())
     base = split.split("[")[0]
-    if not available or base in available:  # No split metadata yet: let TFDS decide.
+    if not available or base in available and "[" in split:  # Explicit TFDS slices are used as given.
         return split
-    for alias in _SPLIT_ALIASES.get(base, ()):
-        if alias in available:
-            return alias + split[len(base) :]
+    plan = split_plan(available)
+    if base in plan and "[" not in split:
+        return plan[base]
+    if base in available:
+        return split
     raise ValueError(
         f"TFDS dataset {builder.name!r} has no split {split!r}. Available splits: {available}. "
         "Slices such as 'train[:90%]' and 'train[90%:]' make a validation split."
@@ -76,6 +102,12 @@ def load(name: str, split: str, seed: int = 0, data_dir: str | None = None,
 
     shape = tuple(image_feature.shape)
     splits = {k: v.num_examples for k, v in builder.info.splits.items()}
+    sources = split_plan(list(splits)) if splits else {}
+    for ours, theirs in sources.items():
+        if "[" in theirs:  # Sizes of the carved splits, rounded as TFDS rounds them.
+            base, start, stop = parse_split(theirs)
+            i, j = slice_bounds(builder.info.splits[base].num_examples, start, stop)
+            splits[ours] = j - i
     info = DatasetInfo(
         name=f"tfds:{name}",
         num_classes=label_feature.num_classes,
@@ -83,5 +115,6 @@ def load(name: str, split: str, seed: int = 0, data_dir: str | None = None,
         image_shape=shape,
         splits=splits,
         description=f"TFDS {builder.info.full_name}",
+        sources=sources,
     )
     return dataset.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE), info

@@ -22,7 +22,18 @@ def test_tfds_path_with_mock_data(name, num_classes, image_key):
     assert int(labels.numpy().max()) < num_classes
 
 
-def test_tfds_validation_falls_back_to_test_split():
+def test_validation_is_carved_from_train_never_test():
+    from types import SimpleNamespace
+
+    from crnn_keras.data.tfds import _resolve_split, split_plan
+
+    builder = SimpleNamespace(name="cifar10", info=SimpleNamespace(splits={"train": 1, "test": 1}))
+    assert [_resolve_split(builder, s) for s in ("train", "validation", "test", "train[:5%]")] == \
+        ["train[:90%]", "train[90%:]", "test", "train[:5%]"]
+    assert split_plan(["train", "validation"]) == {"train": "train[:90%]", "validation": "train[90%:]",
+                                                   "test": "validation"}
+    assert split_plan(["train", "validation", "test"]) == {"train": "train", "validation": "validation",
+                                                           "test": "test"}
     with tfds.testing.mock_data(num_examples=4, policy=tfds.testing.MockPolicy.USE_CODE):
         ds, info = load_dataset("tfds:cifar10", "validation", batch_size=2)
         images, _ = next(iter(ds))
