@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import keras
@@ -14,6 +13,21 @@ from crnn_keras.models.presets import check_base_kwargs, classproperty, hub_pres
 
 SWEEP_KEYS = ("units", "cell", "bidirectional", "merge_mode", "order", "parallel_merge",
               "dropout", "recurrent_dropout", "use_cudnn", "unroll", "blocks")
+
+
+def plain(value: Any) -> Any:
+    """A copy as plain dicts, lists and tuples.
+
+    Keras wraps a layer's dict and list attributes in tracked containers that
+    reference the layer itself: deep-copying those copies the whole model.
+    """
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(plain(v) for v in value)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
 
 
 def _check_sweep(sweep: Any) -> dict:
@@ -89,10 +103,10 @@ class CRNNBackbone(Backbone):
         if len(image_shape) != 3 or image_shape[-1] is None:
             raise ValueError(f"`image_shape` must be (height, width, channels) with known "
                              f"channels, got {image_shape}.")
-        cnn = copy.deepcopy(cnn) if cnn is not None else {"type": "conv"}
+        cnn = plain(cnn) if cnn is not None else {"type": "conv"}
         if not isinstance(cnn, dict):
             raise ValueError(f"`cnn` must be a dict such as {{'type': 'conv'}}, got {cnn!r}.")
-        sweep = _check_sweep(copy.deepcopy(sweep) if sweep is not None else {"units": 64})
+        sweep = _check_sweep(plain(sweep) if sweep is not None else {"units": 64})
         if match_filters is not None and (
             isinstance(match_filters, bool) or not isinstance(match_filters, int) or match_filters < 1
         ):
@@ -129,8 +143,8 @@ class CRNNBackbone(Backbone):
         config = super().get_config()
         config.update(
             image_shape=self.image_shape,
-            cnn=copy.deepcopy(self.cnn),
-            sweep=copy.deepcopy(self.sweep),
+            cnn=plain(self.cnn),
+            sweep=plain(self.sweep),
             match_filters=self.match_filters,
         )
         return config

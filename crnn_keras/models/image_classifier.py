@@ -8,7 +8,7 @@ from typing import Any
 import keras
 from keras_hub.models import ImageClassifier, Task
 
-from crnn_keras.models.crnn_backbone import CRNNBackbone
+from crnn_keras.models.crnn_backbone import CRNNBackbone, plain
 from crnn_keras.models.losses import SparseCategoricalCrossentropy
 from crnn_keras.models.presets import check_base_kwargs, classproperty, hub_presets
 
@@ -277,10 +277,10 @@ def cnn_baseline(classifier: CRNNImageClassifier, match_params: bool = True,
     head = {k: v for k, v in classifier.get_config().items()
             if k in ("num_classes", "pooling", "hidden_units", "dropout", "pool_size",
                      "pool_strides", "activation")}
-    sweep = {**b.sweep, "blocks": 0}
+    sweep = {**plain(b.sweep), "blocks": 0}
 
     def build(filters):
-        backbone = CRNNBackbone(b.image_shape, b.cnn, sweep, match_filters=filters, dtype=b.dtype_policy)
+        backbone = CRNNBackbone(b.image_shape, plain(b.cnn), sweep, match_filters=filters, dtype=b.dtype_policy)
         return CRNNImageClassifier(backbone, name=name, compile=False, **head)
 
     if not match_params:

@@ -176,10 +176,11 @@ def train(config: TrainConfig | dict[str, Any], overwrite: bool = False) -> dict
         from crnn_keras.data.core import load_source
         from crnn_keras.training.multi_worker import train_multi_worker
 
-        check_tf_config()
+        # The strategy must come before any other TensorFlow op of the process.
+        strategy = get_strategy("multi_worker")
         load_source(config.dataset, "train", seed=config.seed)  # Resolves the dataset first.
         _start_run(config, replace)
-        return train_multi_worker(config)
+        return train_multi_worker(config, strategy)
 
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
