@@ -83,6 +83,31 @@ def truncate_history(history_csv: str, finished_epochs: int) -> None:
         write_text(history_csv, buffer.getvalue())
 
 
+class AtomicCSVLogger(keras.callbacks.Callback):
+    """One CSV row per finished epoch (`epoch`, then the logs' keys, sorted),
+    the whole file rewritten atomically each time: a crash never leaves an
+    empty or half-written `history.csv`, and rows from earlier runs are kept."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch, **{k: float(v) for k, v in sorted((logs or {}).items())}}
+        rows, fields = [], list(row)
+        if os.path.exists(self.path):
+            with open(self.path, encoding="utf-8", newline="") as f:
+                reader = csv.DictReader(f)
+                rows = list(reader)
+                fields = list(reader.fieldnames or fields)
+        fields += [k for k in row if k not in fields]
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows + [row])
+        write_text(self.path, buffer.getvalue())
+
+
 class AtomicModelCheckpoint(keras.callbacks.Callback):
     """Saves the whole model to `path` after each epoch, or only when `monitor`
     improves, to a temporary file renamed into place: a crash mid-save leaves
@@ -125,7 +150,7 @@ def run_callbacks(run_dir: str, initial_epoch: int) -> list[keras.callbacks.Call
     # it repeats the epoch, and the history rows it logged are dropped on resume.
     return [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.CSVLogger(history_csv, append=True),
+        AtomicCSVLogger(history_csv),
         AtomicModelCheckpoint(os.path.join(run_dir, "best.keras"), monitor="val_accuracy", mode="max",
                               initial_value_threshold=best),
         AtomicModelCheckpoint(os.path.join(run_dir, "last.keras")),

@@ -157,3 +157,20 @@ def test_a_bad_or_different_rerun_leaves_the_finished_run_as_it_was(tmp_path, ca
     (tmp_path / "file").write_text("not a folder")
     assert main(args[:-4] + ["--output-dir", str(tmp_path / "file")]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_history_is_written_whole_each_epoch(tmp_path):
+    import keras
+
+    from crnn_keras.training.callbacks import AtomicCSVLogger
+
+    path = tmp_path / "history.csv"
+    logger = AtomicCSVLogger(str(path))
+    logger.set_model(keras.Sequential())
+    assert not path.exists()  # Nothing, not an empty file, before the first epoch ends.
+    logger.on_epoch_end(0, {"loss": 0.5, "accuracy": 0.75})
+    logger.on_epoch_end(1, {"loss": 0.25, "accuracy": 1.0})
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["epoch"], float(r["loss"])) for r in rows] == [("0", 0.5), ("1", 0.25)]
+    assert not [p for p in os.listdir(tmp_path) if p != "history.csv"]
