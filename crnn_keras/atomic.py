@@ -45,3 +45,15 @@ def write_text(path: str, text: str) -> None:
 
 def write_json(path: str, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (for telling a killed writer's
+    leftovers, whose names carry its pid, from a running writer's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

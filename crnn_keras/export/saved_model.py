@@ -23,6 +23,7 @@ import uuid
 import keras
 import tensorflow as tf
 
+from crnn_keras.atomic import pid_alive
 from crnn_keras.export.requests import check_pixels, decode_image_bytes
 from crnn_keras.models import outputs_logits
 
@@ -179,7 +180,7 @@ def _remove_stale_staging(base_dir: str) -> None:
         if not name.startswith((_STAGING, _TRASH)):
             continue
         pid = name.split("-")[2]  # .tmp-export-<pid>-... and .tmp-old-<pid>-<version>-...
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and pid_alive(int(pid)):
             continue
         path = os.path.join(base_dir, name)
         if name.startswith(_TRASH):
@@ -192,16 +193,6 @@ def _remove_stale_staging(base_dir: str) -> None:
                 continue
         warnings.warn(f"Removing {path!r}, left by an interrupted export.", stacklevel=3)
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _publish(staging: str, base_dir: str, version: int | None, overwrite: bool) -> str:

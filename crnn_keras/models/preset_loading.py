@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import keras
 from keras_hub.models import Backbone, ImageClassifier
 
+from crnn_keras.atomic import pid_alive
 from crnn_keras.models.presets import (
     HEAD_KEYS,
     PRESETS,
@@ -78,7 +79,7 @@ def _clean_leftovers(preset_dir: str) -> None:
     for path in sorted(glob.glob(glob.escape(preset_dir) + ".old-*")) + sorted(
             glob.glob(glob.escape(preset_dir) + ".tmp-*")):
         pid = path.rsplit(".", 1)[1].split("-")[1]
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and pid_alive(int(pid)):
             continue
         if ".old-" in os.path.basename(path) and not os.path.exists(preset_dir):
             os.rename(path, preset_dir)  # Killed between moving the old preset aside and the new in.
@@ -86,16 +87,6 @@ def _clean_leftovers(preset_dir: str) -> None:
             continue
         warnings.warn(f"Removing {path!r}, left by an interrupted save_to_preset.", stacklevel=4)
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _is_handle(preset: str) -> bool:
