@@ -15,23 +15,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import tensorflow as tf
 
 
+class JSONHandler(BaseHTTPRequestHandler):
+    """A quiet handler that answers with JSON bodies."""
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, code, payload):
+        body = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 def serve(base_dir: str, name: str):
     """Starts the server on 127.0.0.1 (a free port); returns `(url, shutdown)`."""
     versions = sorted(int(v) for v in os.listdir(base_dir) if v.isdigit())
     models = {v: tf.saved_model.load(os.path.join(base_dir, str(v))) for v in versions}
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _send(self, code, payload):
-            body = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(JSONHandler):
         def _route(self):
             path = self.path.split("?")[0]
             prefix = f"/v1/models/{name}"

@@ -116,23 +116,17 @@ def test_stand_in_answers_match_the_documented_rest_responses(server):
 
 def test_client_reads_the_documented_payloads_verbatim():
     """The client against TF Serving's own documented JSON, served as is."""
-    import json
     import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import ThreadingHTTPServer
 
-    class Documented(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
+    from tests.serving.fake_tf_serving import JSONHandler
 
+    class Documented(JSONHandler):
         def do_GET(self):
-            code, payload = (200, DOCUMENTED_STATUS) if self.path == "/v1/models/half_plus_three" \
-                else (404, DOCUMENTED_NOT_FOUND)
-            body = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            if self.path == "/v1/models/half_plus_three":
+                self._send(200, DOCUMENTED_STATUS)
+            else:
+                self._send(404, DOCUMENTED_NOT_FOUND)
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Documented)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
