@@ -21,6 +21,10 @@ Tasks (32x32 RGB by default, labels balanced):
   (0.95 against 0.999 test accuracy with `crnn_tiny` after 8 epochs).
 - `shapes` (4 classes, chance 25%): one shape (square, plus, ring, bar) at a
   random place. A purely local task, the control: CNNs and C-RNNs both solve it.
+- `pathfinder` (2 classes, chance 50%, grayscale): contour integration. Two
+  markers and several dashed paths; the label says whether one path joins the
+  markers. Options `path_length` (dashes per path) and `distractors` set the
+  difficulty; see `crnn_keras.data.pathfinder`.
 
 Horizontal flips change `relative_position` labels, so its `DatasetInfo` says
 `flip_ok=False` and the pipeline never flips it.
@@ -30,17 +34,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from crnn_keras.data import pathfinder
+
+SPLIT_SIZES = {"train": 8000, "validation": 1000, "test": 2000}
+# `stream` keeps each task's random stream, and so its published bytes, fixed as tasks are added.
 TASKS = {
-    "rooks": {"class_names": ["safe", "attacking"], "chance": 0.5, "flip_ok": True},
+    "rooks": {"class_names": ["safe", "attacking"], "chance": 0.5, "flip_ok": True, "stream": 1,
+              "options": {"image_size": 32}, "splits": SPLIT_SIZES},
     "relative_position": {
         "class_names": ["left", "right", "above", "below"],
         "chance": 0.25,
         "flip_ok": False,
+        "stream": 0,
+        "options": {"image_size": 32, "min_gap": 14},
+        "splits": SPLIT_SIZES,
     },
-    "shapes": {"class_names": ["square", "plus", "ring", "bar"], "chance": 0.25, "flip_ok": True},
+    "shapes": {"class_names": ["square", "plus", "ring", "bar"], "chance": 0.25, "flip_ok": True, "stream": 2,
+               "options": {"image_size": 32}, "splits": SPLIT_SIZES},
+    "pathfinder": {"class_names": ["disconnected", "connected"], "chance": 0.5, "flip_ok": True, "stream": 3,
+                   "options": dict(pathfinder.DEFAULTS),
+                   "splits": {"train": 50000, "validation": 5000, "test": 10000}},
 }
 DEFAULT_TASK = "rooks"
-SPLIT_SIZES = {"train": 8000, "validation": 1000, "test": 2000}
 _SPLIT_SEED_OFFSET = {"train": 0, "validation": 1, "test": 2}
 SHAPE_SIZE = 5
 ROOK_GRID, ROOK_COUNT, ROOK_MIN_GAP = 8, 4, 4
@@ -118,22 +133,33 @@ def generate(
     split: str = "train",
     num_examples: int | None = None,
     seed: int = 0,
-    image_size: int = 32,
-    min_gap: int = 14,
+    **options: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images `(N, S, S, 3)` uint8 and labels `(N,)` int64 for one split.
+    """Images `(N, S, S, C)` uint8 and labels `(N,)` int64 for one split.
 
-    The same `(task, split, seed, ...)` always gives the same bytes; splits
-    use different streams of the same seed, so they never share images.
+    `options` are the task's (`TASKS[task]["options"]` lists them and their
+    defaults). The same `(task, split, seed, options)` always gives the same
+    bytes; splits use different streams of the same seed, so they never share
+    images.
     """
     if task not in TASKS:
         raise ValueError(f"Unknown builtin task {task!r}. Available: {', '.join(sorted(TASKS))}.")
-    if split not in SPLIT_SIZES:
-        raise ValueError(f"Unknown split {split!r} for builtin:{task}. Expected one of {sorted(SPLIT_SIZES)}.")
+    meta = TASKS[task]
+    if split not in meta["splits"]:
+        raise ValueError(f"Unknown split {split!r} for builtin:{task}. Expected one of {sorted(meta['splits'])}.")
+    unknown = set(options) - set(meta["options"])
+    if unknown:
+        raise ValueError(f"Unknown options {sorted(unknown)} for builtin:{task}. "
+                         f"It takes {sorted(meta['options'])}.")
+    n = meta["splits"][split] if num_examples is None else int(num_examples)
+    seeds = [seed, _SPLIT_SEED_OFFSET[split], meta["stream"]]
+    values = {**meta["options"], **options}
+    if task == "pathfinder":
+        return pathfinder.generate(n, seed=seeds, **values)
+    image_size, min_gap = values["image_size"], values.get("min_gap", 14)
     if image_size < 2 * SHAPE_SIZE + min_gap:
         raise ValueError(f"image_size={image_size} is too small; use at least {2 * SHAPE_SIZE + min_gap}.")
-    n = SPLIT_SIZES[split] if num_examples is None else int(num_examples)
-    rng = np.random.default_rng([seed, _SPLIT_SEED_OFFSET[split], sorted(TASKS).index(task)])
+    rng = np.random.default_rng(seeds)
     num_classes = len(TASKS[task]["class_names"])
     labels = np.arange(n) % num_classes  # Balanced, then shuffled.
     rng.shuffle(labels)
@@ -159,21 +185,26 @@ def generate(
 
 def load(name: str, split: str, seed: int = 0, **options: str):
     """The `builtin:` scheme. Options: `train_size`, `validation_size`,
-    `test_size`, `image_size`, `min_gap` (integers)."""
+    `test_size`, and the task's own (`TASKS[task]["options"]`), all integers."""
     import tensorflow as tf
 
     from crnn_keras.data.core import DatasetInfo
 
     task = name or DEFAULT_TASK
-    known = {f"{s}_size" for s in SPLIT_SIZES} | {"image_size", "min_gap"}
+    if task not in TASKS:
+        raise ValueError(f"Unknown builtin task {task!r}. Available: {', '.join(sorted(TASKS))}.")
+    splits = TASKS[task]["splits"]
+    known = {f"{s}_size" for s in splits} | set(TASKS[task]["options"])
     unknown = set(options) - known
     if unknown:
-        raise ValueError(f"Unknown builtin options {sorted(unknown)}. Expected some of {sorted(known)}.")
-    bad = {key: value for key, value in options.items() if not value.isdigit() or int(value) < 1}
+        raise ValueError(f"Unknown options {sorted(unknown)} for builtin:{task}. Expected some of {sorted(known)}.")
+    zero_ok = {"distractors"}
+    bad = {key: value for key, value in options.items()
+           if not value.isdigit() or (int(value) < 1 and key not in zero_ok)}
     if bad:
-        raise ValueError(f"builtin options must be whole numbers >= 1, got {bad}.")
+        raise ValueError(f"builtin options must be whole numbers >= 1 (distractors >= 0), got {bad}.")
     values = {key: int(value) for key, value in options.items()}
-    sizes = {s: values.pop(f"{s}_size", SPLIT_SIZES[s]) for s in SPLIT_SIZES}
+    sizes = {s: values.pop(f"{s}_size", splits[s]) for s in splits}
     base_split = split.split("[")[0]
     images, labels = generate(task, base_split, sizes.get(base_split), seed=seed, **values)
     meta = TASKS[task]
