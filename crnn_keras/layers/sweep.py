@@ -368,3 +368,102 @@ class SpatialSweep2D(keras.layers.Layer):
         config.update({key: sweep_config[key] for key in _SWEEP_ARGS})
         config.update(order=self.order, parallel_merge=self.parallel_merge)
         return config
+
+
+@keras.saving.register_keras_serializable(package="crnn_keras")
+class SweepBlock2D(keras.layers.Layer):
+    """A residual sweep block in the Sequencer2D style (Tatsunami & Taki, NeurIPS 2022).
+
+    `x + fuse(sweep(norm(x)))`: layer norm, a `SpatialSweep2D`, and a 1x1
+    projection (a `Dense` on the channels) that fuses the sweep's row and
+    column features back to the input's channels. Then, with `mlp_ratio > 0`,
+    a residual channel MLP: `x + mlp(norm(x))`, hidden size `mlp_ratio *
+    channels`, GELU. The output has the input's shape, so blocks stack, and
+    each one adds to what the CNN saw rather than replacing it.
+
+    Args:
+        units: hidden size of each direction of each sweep.
+        order: the `SpatialSweep2D` order; `"parallel"` (the default, as in
+            Sequencer2D) runs the row and column sweeps on the same input.
+        mlp_ratio: hidden size of the channel MLP over the channels; 0 for
+            no MLP.
+        cell, bidirectional, merge_mode, parallel_merge, dropout,
+        recurrent_dropout, use_cudnn, unroll: as in `SpatialSweep2D`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Input shape: `(batch, height, width, channels)`, known channels. Output
+        shape: the same.
+
+    Example:
+
+    >>> x = keras.random.normal((2, 6, 6, 8))
+    >>> block = SweepBlock2D(4)
+    >>> tuple(block(x).shape)
+    (2, 6, 6, 8)
+    >>> SweepBlock2D.from_config(block.get_config()).mlp_ratio
+    2
+    """
+
+    def __init__(
+        self,
+        units: int,
+        cell: Any = "lstm",
+        bidirectional: bool = True,
+        merge_mode: str = "concat",
+        order: str = "parallel",
+        parallel_merge: str = "concat",
+        mlp_ratio: int = 2,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        use_cudnn: Any = "auto",
+        unroll: Any = "auto",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, int) or mlp_ratio < 0:
+            raise ValueError(f"`mlp_ratio` must be an integer >= 0 (0: no MLP), got mlp_ratio={mlp_ratio!r}.")
+        self.mlp_ratio = mlp_ratio
+        self.sweep = SpatialSweep2D(
+            units, cell=cell, bidirectional=bidirectional, merge_mode=merge_mode, order=order,
+            parallel_merge=parallel_merge, dropout=dropout, recurrent_dropout=recurrent_dropout,
+            use_cudnn=use_cudnn, unroll=unroll, dtype=self.dtype_policy, name="sweep",
+        )
+        self.sweep_norm = keras.layers.LayerNormalization(epsilon=1e-6, dtype=self.dtype_policy, name="sweep_norm")
+        self.mlp_norm = self.mlp_in = self.mlp_out = self.fuse = None
+
+    def build(self, input_shape):
+        _check_rank4(input_shape, type(self).__name__)
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(f"{type(self).__name__} needs a known number of channels, got input shape {input_shape}.")
+        dtype = self.dtype_policy
+        self.sweep_norm.build(input_shape)
+        self.sweep.build(input_shape)
+        self.fuse = keras.layers.Dense(channels, dtype=dtype, name="fuse")
+        self.fuse.build(tuple(input_shape[:-1]) + (self.sweep.output_channels,))
+        if self.mlp_ratio:
+            self.mlp_norm = keras.layers.LayerNormalization(epsilon=1e-6, dtype=dtype, name="mlp_norm")
+            self.mlp_norm.build(input_shape)
+            self.mlp_in = keras.layers.Dense(self.mlp_ratio * channels, activation="gelu", dtype=dtype, name="mlp_in")
+            self.mlp_in.build(input_shape)
+            self.mlp_out = keras.layers.Dense(channels, dtype=dtype, name="mlp_out")
+            self.mlp_out.build(tuple(input_shape[:-1]) + (self.mlp_ratio * channels,))
+        self.built = True
+
+    def call(self, inputs, training=None):
+        x = inputs + self.fuse(self.sweep(self.sweep_norm(inputs), training=training))
+        if self.mlp_ratio:
+            x = x + self.mlp_out(self.mlp_in(self.mlp_norm(x)))
+        return x
+
+    def compute_output_shape(self, input_shape):
+        _check_rank4(input_shape, type(self).__name__)
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        sweep_config = self.sweep.get_config()
+        config.update({key: sweep_config[key] for key in _SWEEP_ARGS})
+        config.update(order=sweep_config["order"], parallel_merge=sweep_config["parallel_merge"],
+                      mlp_ratio=self.mlp_ratio)
+        return config

@@ -41,18 +41,28 @@ def conv_block(x, filters: int, name: str, sync_batch_norm: bool = False):
     return _conv_bn_relu(x, filters, 3, name, sync_batch_norm=sync_batch_norm)
 
 
-def _conv_backbone(x, filters=(32, 64), convs_per_stage=2, pool="max", sync_batch_norm=False):
-    """VGG-style stages: `convs_per_stage` 3x3 convs, then 2x2 pooling.
+def _conv_backbone(x, filters=(32, 64), convs_per_stage=2, pool="max", final_pool=True, sync_batch_norm=False):
+    """VGG-style stages: `convs_per_stage` 3x3 convs (one int, or one per
+    stage), then 2x2 pooling; `final_pool=False` leaves the last stage
+    unpooled, for sweeps at a finer map.
 
     `sync_batch_norm=True` makes batch norm use the global batch under a
     distribution strategy, so that N replicas train the same model as one.
     """
+    filters = list(filters)
+    per_stage = [convs_per_stage] * len(filters) if isinstance(convs_per_stage, int) else list(convs_per_stage)
+    if len(per_stage) != len(filters) or not all(isinstance(n, int) and n >= 1 for n in per_stage):
+        raise ValueError(f"`convs_per_stage` must be an int >= 1 or one per stage ({len(filters)} for "
+                         f"filters={filters}), got {convs_per_stage!r}.")
+    if pool not in ("max", "avg"):
+        raise ValueError(f"Unknown pool={pool!r}. Expected 'max' or 'avg'.")
     x = PixelScaling("unit", name="pixel_scaling")(x)
-    for stage, stage_filters in enumerate(filters, start=1):
-        for i in range(1, convs_per_stage + 1):
+    for stage, (stage_filters, convs) in enumerate(zip(filters, per_stage), start=1):
+        for i in range(1, convs + 1):
             x = conv_block(x, stage_filters, name=f"stage{stage}_{i}", sync_batch_norm=sync_batch_norm)
-        pool_layer = keras.layers.MaxPooling2D if pool == "max" else keras.layers.AveragePooling2D
-        x = pool_layer(2, name=f"stage{stage}_pool")(x)
+        if final_pool or stage < len(filters):
+            pool_layer = keras.layers.MaxPooling2D if pool == "max" else keras.layers.AveragePooling2D
+            x = pool_layer(2, name=f"stage{stage}_pool")(x)
     return x
 
 

@@ -7,12 +7,12 @@ from typing import Any
 import keras
 from keras_hub.models import Backbone
 
-from crnn_keras.layers import SpatialSweep2D
+from crnn_keras.layers import SpatialSweep2D, SweepBlock2D
 from crnn_keras.models.backbones import apply_backbone, conv_block
 from crnn_keras.models.presets import check_base_kwargs, classproperty, hub_presets
 
 SWEEP_KEYS = ("units", "cell", "bidirectional", "merge_mode", "order", "parallel_merge",
-              "dropout", "recurrent_dropout", "use_cudnn", "unroll", "blocks")
+              "dropout", "recurrent_dropout", "use_cudnn", "unroll", "blocks", "residual", "mlp_ratio")
 
 
 def plain(value: Any) -> Any:
@@ -41,6 +41,11 @@ def _check_sweep(sweep: Any) -> dict:
         raise ValueError(
             f"sweep `blocks` must be an integer >= 0 (0 gives the CNN baseline), got {blocks!r}."
         )
+    if not isinstance(sweep.get("residual", False), bool):
+        raise ValueError(f"sweep `residual` must be True or False, got {sweep['residual']!r}.")
+    if "mlp_ratio" in sweep and not sweep.get("residual", False):
+        raise ValueError("sweep `mlp_ratio` is the channel MLP of residual sweep blocks; "
+                         "add 'residual': True, or drop it.")
     if blocks and "units" not in sweep:
         raise ValueError("`sweep` needs `units` (the hidden size of each direction), "
                          "e.g. sweep={'units': 64}; or blocks=0 for the CNN baseline.")
@@ -70,7 +75,11 @@ class CRNNBackbone(Backbone):
             makes the conv stages' batch norm use the global batch.
         sweep: `SpatialSweep2D` arguments (`units`, `cell`, `order`,
             `merge_mode`, ...) plus `blocks`, the number of stacked sweeps
-            (default 1; 0 for no sweep).
+            (default 1; 0 for no sweep). `"residual": True` makes each block
+            a `SweepBlock2D` (Sequencer2D style: norm, sweep, 1x1 fusion and
+            a residual add, then a residual channel MLP of `mlp_ratio`,
+            default 2), with a final layer norm; its `order` defaults to
+            `"parallel"`.
         match_filters: filters of an extra 3x3 conv block after the CNN, or
             `None` for none.
         dtype: the dtype policy of every layer, e.g. `"mixed_bfloat16"`;
@@ -122,9 +131,16 @@ class CRNNBackbone(Backbone):
             if match_filters:
                 x = conv_block(x, match_filters, name="match_block",
                                sync_batch_norm=bool(cnn.get("sync_batch_norm", False)))
-            sweep_args = {k: v for k, v in sweep.items() if k != "blocks"}
-            for i in range(1, sweep.get("blocks", 1) + 1):
-                x = SpatialSweep2D(name=f"spatial_sweep_{i}", **sweep_args)(x)
+            sweep_args = {k: v for k, v in sweep.items() if k not in ("blocks", "residual")}
+            blocks = sweep.get("blocks", 1)
+            residual = sweep.get("residual", False)
+            for i in range(1, blocks + 1):
+                if residual:
+                    x = SweepBlock2D(name=f"sweep_block_{i}", **sweep_args)(x)
+                else:
+                    x = SpatialSweep2D(name=f"spatial_sweep_{i}", **sweep_args)(x)
+            if residual and blocks:
+                x = keras.layers.LayerNormalization(epsilon=1e-6, name="sweep_output_norm")(x)
         finally:
             keras.config.set_dtype_policy(previous)
         super().__init__(inputs=inputs, outputs=x, dtype=dtype, **kwargs)

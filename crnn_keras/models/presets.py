@@ -81,6 +81,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sweep": {"units": 64, "cell": "lstm", "order": "rows_then_columns", "blocks": 1},
         "head": {"pooling": "avg", "hidden_units": [], "dropout": 0.3},
     },
+    "crnn_pathfinder": {
+        "description": (
+            "For contour integration (builtin:pathfinder) and other long-range tasks on 32 px "
+            "grayscale: 3 convs to a 16x16x32 map, then two residual parallel LSTM sweep blocks "
+            "(Sequencer2D style) at that fine map."
+        ),
+        "image_shape": (32, 32, 1),
+        "cnn": {"type": "conv", "filters": [32, 32], "convs_per_stage": [2, 1], "final_pool": False},
+        "sweep": {"units": 32, "cell": "lstm", "order": "parallel", "blocks": 2, "residual": True,
+                  "mlp_ratio": 2},
+        "head": {"pooling": "avg", "hidden_units": [], "dropout": 0.0},
+    },
 }
 HEAD_KEYS = ("pooling", "hidden_units", "dropout", "pool_size", "pool_strides")
 

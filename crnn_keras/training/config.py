@@ -40,6 +40,7 @@ class TrainConfig:
     learning_rate: float = 3e-3
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    clipnorm: float = 0.0
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
     step_epochs: int = 30
@@ -73,7 +74,7 @@ class TrainConfig:
                 fail(f"{name} must be >= 1, got {getattr(self, name)}.")
         if not self.learning_rate > 0:
             fail(f"learning_rate must be > 0, got {self.learning_rate}.")
-        for name in ("weight_decay", "warmup_epochs", "momentum", "label_smoothing", "translate"):
+        for name in ("weight_decay", "warmup_epochs", "momentum", "label_smoothing", "translate", "clipnorm"):
             if getattr(self, name) < 0:
                 fail(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.label_smoothing >= 1 or self.momentum >= 1 or self.translate >= 0.5:

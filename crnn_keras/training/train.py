@@ -102,12 +102,14 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
         ) if boundaries else lr
     else:
         schedule = lr
+    clip = {"clipnorm": config.clipnorm} if config.clipnorm else {}
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(schedule, momentum=config.momentum,
-                                    weight_decay=config.weight_decay or None)
+                                    weight_decay=config.weight_decay or None, **clip)
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
-    return keras.optimizers.Adam(schedule)
+        return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **clip)
+    # Keras applies `weight_decay` the decoupled way for every optimizer; Adam must not drop it.
+    return keras.optimizers.Adam(schedule, weight_decay=config.weight_decay or None, **clip)
 
 
 def make_loss(config: TrainConfig, reduction: str | None = "sum_over_batch_size") -> keras.losses.Loss:

@@ -315,3 +315,57 @@ def test_wrong_rank_raises(layer_cls):
         layer_cls(4)(np.zeros((2, 5, 3), "float32"))
     with pytest.raises(ValueError, match="known number of channels"):
         layer_cls(4).build((None, 5, 5, None))
+
+
+def _layer_norm(x, gamma, beta, eps=1e-6):
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * gamma + beta
+
+
+def _gelu(x):
+    from math import erf
+
+    return 0.5 * x * (1 + np.vectorize(erf)(x / np.sqrt(2)))
+
+
+@pytest.mark.parametrize("mlp_ratio", [0, 2])
+def test_sweep_block_is_a_residual_sweep_then_a_residual_mlp(mlp_ratio):
+    from crnn_keras.layers import SweepBlock2D
+
+    x = _map(h=3, w=4, c=6)
+    block = SweepBlock2D(3, mlp_ratio=mlp_ratio)
+    y = keras.ops.convert_to_numpy(block(x))
+    # The same weights, composed by hand from an independent SpatialSweep2D and numpy.
+    sweep = SpatialSweep2D(3, order="parallel")
+    sweep.build(x.shape)
+    sweep.set_weights(block.sweep.get_weights())
+    gamma, beta = (keras.ops.convert_to_numpy(w) for w in block.sweep_norm.weights)
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in block.fuse.weights)
+    ref = x + keras.ops.convert_to_numpy(sweep(_layer_norm(x, gamma, beta))) @ kernel + bias
+    if mlp_ratio:
+        g2, b2 = (keras.ops.convert_to_numpy(w) for w in block.mlp_norm.weights)
+        k1, c1 = (keras.ops.convert_to_numpy(w) for w in block.mlp_in.weights)
+        k2, c2 = (keras.ops.convert_to_numpy(w) for w in block.mlp_out.weights)
+        ref = ref + _gelu(_layer_norm(ref, g2, b2) @ k1 + c1) @ k2 + c2
+    assert y.shape == x.shape
+    np.testing.assert_allclose(y, ref, atol=1e-4)
+    assert len(block.weights) == 12 + 2 + 2 + (6 if mlp_ratio else 0)
+
+
+def test_sweep_block_config_dynamic_shapes_and_bad_arguments(tmp_path):
+    from crnn_keras.layers import SweepBlock2D
+
+    inputs = keras.Input((None, None, 8))
+    model = keras.Model(inputs, SweepBlock2D(4, cell="gru", order="rows_then_columns", mlp_ratio=1)(inputs))
+    x = _map(h=5, w=3, c=8)
+    path = str(tmp_path / "block.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    config = loaded.layers[-1].get_config()
+    assert (config["cell"], config["order"], config["mlp_ratio"], config["units"]) == ("gru", "rows_then_columns", 1, 4)
+    assert tuple(model(_map(h=2, w=7, c=8)).shape) == (2, 2, 7, 8)
+    with pytest.raises(ValueError, match="mlp_ratio.*integer >= 0"):
+        SweepBlock2D(4, mlp_ratio=-1)
+    with pytest.raises(ValueError, match="known number of channels"):
+        SweepBlock2D(4).build((None, 4, 4, None))

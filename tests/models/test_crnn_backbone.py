@@ -84,8 +84,28 @@ def test_sync_batch_norm_reaches_every_batch_norm():
         (dict(sweep={"units": 4, "width": 3}), "Unknown sweep options \\['width'\\]"),
         (dict(sweep={"units": 4, "cell": "tcn"}), "Unknown cell"),
         (dict(match_filters=0), "match_filters"),
+        (dict(sweep={"units": 4, "mlp_ratio": 2}), "mlp_ratio.*residual"),
+        (dict(sweep={"units": 4, "residual": "yes"}), "residual"),
+        (dict(cnn={"type": "conv", "filters": [4, 8], "convs_per_stage": [1]}), "one per stage"),
+        (dict(cnn={"type": "conv", "pool": "min"}), "Unknown pool"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CRNNBackbone(**{"image_shape": (16, 16, 3), **kwargs})
+
+
+def test_residual_sweep_blocks_keep_the_cnn_channels_at_an_unpooled_map():
+    from crnn_keras.layers import SweepBlock2D
+
+    cnn = {"type": "conv", "filters": [8, 12], "convs_per_stage": [2, 1], "final_pool": False}
+    backbone = CRNNBackbone(image_shape=(None, None, 1), cnn=cnn,
+                            sweep={"units": 4, "blocks": 2, "residual": True, "mlp_ratio": 1})
+    convs = [layer for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [8, 8, 12]
+    blocks = [layer for layer in backbone.layers if isinstance(layer, SweepBlock2D)]
+    assert [b.get_config()["order"] for b in blocks] == ["parallel", "parallel"]
+    assert backbone.layers[-1].name == "sweep_output_norm"
+    assert backbone.predict(np.zeros((2, 20, 12, 1)), verbose=0).shape == (2, 10, 6, 12)
+    clone = CRNNBackbone.from_config(backbone.get_config())
+    assert clone.count_params() == backbone.count_params()

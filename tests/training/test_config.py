@@ -59,3 +59,15 @@ def test_to_command_round_trips_through_the_cli():
     argv = shlex.split(to_command(config))
     assert argv[:2] == ["crnn-keras", "train"]
     assert _config_from_args(build_parser().parse_args(argv[1:])) == config
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_every_optimizer_takes_weight_decay_and_clipnorm(optimizer):
+    from crnn_keras.training import TrainConfig
+    from crnn_keras.training.train import make_optimizer
+
+    opt = make_optimizer(TrainConfig(optimizer=optimizer, weight_decay=0.01, clipnorm=2.0).validate(), 10)
+    assert opt.weight_decay == pytest.approx(0.01) and opt.clipnorm == 2.0
+    assert make_optimizer(TrainConfig(optimizer=optimizer).validate(), 10).clipnorm is None
+    with pytest.raises(ValueError, match="clipnorm must be >= 0"):
+        TrainConfig(clipnorm=-1.0).validate()
