@@ -10,8 +10,6 @@ import sys
 import typing
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 DEMO_DIR = "runs/demo"
 
 
@@ -25,22 +23,34 @@ def _parse_json_or_str(text: str) -> Any:
         return text
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    from crnn_keras.training.config import TrainConfig
+def _add_config_flags(parser: argparse.ArgumentParser, config, preset_names: list[str]) -> None:
+    """One flag per `TrainConfig` field, with its help, default and choices.
 
-    hints = typing.get_type_hints(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
+    Flags default to None (unset), so a `--config` file's values stand unless
+    a flag is given; the help shows the field's own default.
+    """
+    config_cls = config.TrainConfig
+    hints = typing.get_type_hints(config_cls)
+    defaults = config_cls()
+    choices = {**config.CHOICES, "preset": tuple(preset_names)}
+    for field in dataclasses.fields(config_cls):
         flag = "--" + field.name.replace("_", "-")
         hint = hints[field.name]
         base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
         kind = base[0]
+        default = getattr(defaults, field.name)
+        shown = json.dumps(default) if isinstance(default, (dict, list)) else default
+        text = config.FIELD_HELP[field.name]
+        text += "" if "default" in text else f" (default: {shown})"
         if kind is bool:
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=text)
         elif kind in (int, float, str):
-            parser.add_argument(flag, dest=field.name, type=kind, default=None)
+            parser.add_argument(flag, dest=field.name, type=kind, default=None, help=text,
+                                choices=choices.get(field.name))
         else:  # dicts and free-form values: JSON text.
-            parser.add_argument(flag, dest=field.name, type=_parse_json_or_str, default=None,
-                                help="JSON, e.g. '{\"units\": 32}'")
+            parser.add_argument(flag, dest=field.name, type=_parse_json_or_str, default=None, help=text,
+                                metavar="JSON")
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -201,7 +211,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(config=None, presets=None) -> argparse.ArgumentParser:
+    """The `crnn-keras` parser. `config` and `presets` are the modules
+    `crnn_keras.training.config` and `crnn_keras.models.presets` (imported
+    when not given; `crnn_keras_cli` passes copies loaded without TensorFlow)."""
+    if config is None:
+        from crnn_keras.training import config
+    if presets is None:
+        from crnn_keras.models import presets
+    preset_names = list(presets.list_presets())
     parser = argparse.ArgumentParser(prog="crnn-keras", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -209,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML or JSON config file; flags override it")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run with another config in --output-dir (default: refuse)")
-    _add_config_flags(p)
+    _add_config_flags(p, config, preset_names)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("tune", help="Keras Tuner search over the C-RNN design space")
@@ -222,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distribution-strategy", choices=["mirrored", "default"])
     p.add_argument("--export", metavar="NAME", help="export the best model to savedmodels/NAME")
     p.add_argument("--overwrite", action="store_true", help="start the search afresh")
-    _add_config_flags(p)
+    _add_config_flags(p, config, preset_names)
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("evaluate", help="top-1/top-5, per-class accuracy, confusion matrix")

@@ -132,3 +132,39 @@ def test_clear_errors_name_the_flag_or_file(run_dir, tmp_path, capsys, monkeypat
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # Nothing written.
+
+
+def _run_entry(args, code=None):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "crnn_keras_cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_train_help_lists_every_flag_with_help_default_and_choices_without_tensorflow():
+    import dataclasses
+
+    from crnn_keras.training.config import FIELD_HELP, TrainConfig
+
+    assert set(FIELD_HELP) == {f.name for f in dataclasses.fields(TrainConfig)}
+    code = ("import sys, crnn_keras_cli\ntry:\n    crnn_keras_cli.main(['train', '--help'])\n"
+            "except SystemExit as e:\n    print('EXIT', e.code, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = _run_entry(None, code)
+    out = " ".join(result.stdout.split())  # argparse wraps lines.
+    assert out.endswith("EXIT 0 False False"), result.stdout + result.stderr
+    for field in dataclasses.fields(TrainConfig):
+        assert "--" + field.name.replace("_", "-") in out
+    assert out.count("(default:") + out.count("(default: the dataset's)") >= len(FIELD_HELP) - 2
+    assert "--strategy {mirrored,multi_worker,default}" in out
+    assert "--optimizer {sgd,adamw,adam}" in out and "--schedule {cosine,step,constant}" in out
+    assert "crnn_pathfinder" in out and "crnn_fashion_mnist_trained" in out  # --preset choices.
+    assert '--backbone JSON the CNN, as JSON, e.g. \'{"type": "conv"' in out
+    assert result.stderr == ""
+
+
+def test_a_run_prints_no_tensorflow_start_up_lines():
+    result = _run_entry(["evaluate", "/no/such/run"])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: Model '/no/such/run' does not exist."]

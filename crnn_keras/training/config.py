@@ -13,6 +13,42 @@ SCHEDULES = ("cosine", "step", "constant")
 MODELS = ("crnn", "cnn_baseline")
 STRATEGIES = ("mirrored", "multi_worker", "default")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+CHOICES = {"model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "strategy": STRATEGIES,
+           "precision": PRECISIONS}
+# One line per field: the CLI's `--help` and the config file's documentation.
+FIELD_HELP = {
+    "dataset": "dataset spec: builtin:NAME[?opts], tfds:NAME, folder:PATH or fashion_mnist[:DIR]",
+    "output_dir": "run directory: checkpoints, logs, metrics, reports",
+    "model": "the C-RNN, or its parameter-matched CNN baseline",
+    "preset": "architecture preset the model starts from",
+    "backbone": 'the CNN, as JSON, e.g. \'{"type": "conv", "filters": [32, 64]}\', or an application name',
+    "sweep": 'sweep overrides as JSON, e.g. \'{"units": 32, "cell": "gru", "blocks": 2}\'',
+    "head": 'head overrides as JSON, e.g. \'{"pooling": "max", "dropout": 0.3}\'',
+    "match_params": "give the CNN baseline one conv block sized to match the C-RNN's parameters",
+    "image_size": "resize images to this square size (default: the dataset's)",
+    "channels": "1 or 3 image channels (default: the dataset's)",
+    "epochs": "training epochs",
+    "batch_size": "examples per replica per step (global batch = this x replicas)",
+    "optimizer": "optimizer",
+    "learning_rate": "peak learning rate, reached after the warm-up",
+    "momentum": "SGD momentum",
+    "weight_decay": "decoupled weight decay (0 for none)",
+    "clipnorm": "clip each gradient to this norm (0 for no clipping)",
+    "schedule": "learning-rate schedule after the warm-up",
+    "warmup_epochs": "linear warm-up from 0, in epochs (may be fractional)",
+    "step_epochs": "epochs between decays of the step schedule",
+    "step_gamma": "factor of each step-schedule decay",
+    "label_smoothing": "label smoothing of the cross-entropy",
+    "augment": "random crops and flips (flips only where the dataset allows them)",
+    "translate": "random translation, as a fraction of the size, when augmenting",
+    "precision": "compute dtype policy",
+    "xla": "compile the training step with XLA",
+    "seed": "seed for weights, shuffling, augmentation and validation carving",
+    "strategy": "distribution: all local GPUs, TF_CONFIG workers, or one device",
+    "validation_split": "split for checkpoint selection (TFDS-style slices allowed)",
+    "test_split": "split for the final evaluation, read once at the end",
+    "verbose": "Keras progress output: 0 silent, 1 bar, 2 a line per epoch",
+}
 
 
 @dataclasses.dataclass
@@ -65,8 +101,7 @@ class TrainConfig:
             value = getattr(self, field.name)
             if not _matches(value, hints[field.name]):
                 fail(f"{field.name}={value!r} should be of type {hints[field.name]}.")
-        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                              ("model", MODELS), ("strategy", STRATEGIES), ("precision", PRECISIONS)):
+        for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 fail(f"unknown {name}={getattr(self, name)!r}; expected one of {choices}.")
         for name in ("epochs", "batch_size", "step_epochs"):
