@@ -1,0 +1,107 @@
+"""The accuracy table: C-RNN against its parameter-matched CNN, same recipe, on this CPU.
+
+    python -m benchmarks.accuracy [--tasks pathfinder,pathfinder_hard,fashion_mnist] [--quick]
+
+Each task trains the C-RNN preset and `cnn_baseline` of it through
+`crnn_keras.training.train` (so every run leaves its TensorBoard logs,
+`curves.png` and `metrics.json` under `runs/accuracy/<task>/<model>`), with the
+same config apart from `model`. Test accuracy is that of the best checkpoint on
+validation, scored once on the test split. Results merge into
+`benchmarks/results/accuracy.json` (written atomically; other tasks' rows are
+kept) and print as a Markdown table. `--quick` shrinks every task to a smoke
+run (a minute) whose numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from benchmarks.common import THREADS, fix_threads
+
+fix_threads()
+
+from crnn_keras.atomic import write_json  # noqa: E402
+from crnn_keras.training import make_config, train  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "accuracy.json")
+# Each task: the dataset, the C-RNN preset and one training recipe shared by both models.
+TASKS = {
+    "pathfinder": {
+        "dataset": "builtin:pathfinder?train_size=20000&validation_size=4000",
+        "preset": "crnn_pathfinder",
+        "recipe": {"epochs": 6, "batch_size": 64, "optimizer": "adamw", "learning_rate": 3e-3,
+                   "weight_decay": 1e-4, "warmup_epochs": 0.3, "clipnorm": 1.0},
+    },
+    "pathfinder_hard": {
+        "dataset": "builtin:pathfinder?train_size=20000&validation_size=4000&path_length=8&distractors=1",
+        "preset": "crnn_pathfinder",
+        "recipe": {"epochs": 6, "batch_size": 64, "optimizer": "adamw", "learning_rate": 3e-3,
+                   "weight_decay": 1e-4, "warmup_epochs": 0.3, "clipnorm": 1.0},
+    },
+    "fashion_mnist": {
+        "dataset": "fashion_mnist",
+        "preset": "crnn_fashion_mnist",
+        "recipe": {"epochs": 8, "batch_size": 128, "optimizer": "adamw", "learning_rate": 3e-3,
+                   "weight_decay": 5e-4, "label_smoothing": 0.1},
+    },
+}
+QUICK = {"epochs": 1}
+
+
+def run_task(name: str, quick: bool, output_root: str) -> list[dict]:
+    task = TASKS[name]
+    dataset = task["dataset"]
+    recipe = dict(task["recipe"])
+    if quick:
+        dataset = dataset.split("?")[0] + "?train_size=256&validation_size=64&test_size=128"
+        if "fashion_mnist" in dataset:
+            dataset = "builtin:rooks?train_size=256&validation_size=64&test_size=128"
+        recipe.update(QUICK)
+    rows = []
+    for model in ("crnn", "cnn_baseline"):
+        config = make_config(dataset=dataset, preset=task["preset"], model=model, verbose=2,
+                             output_dir=os.path.join(output_root, name, model), **recipe)
+        metrics = train(config, overwrite=True)
+        rows.append({
+            "task": name, "model": model, "dataset": dataset, "preset": task["preset"],
+            "test_accuracy": round(metrics["accuracy"], 4), "test_examples": metrics["num_examples"],
+            "params": metrics["params"], "epochs": config.epochs,
+            "minutes": round(metrics["train_seconds"] / 60, 1), "threads": THREADS,
+            "checkpoint": metrics.get("checkpoint"), "recipe": recipe, "quick": quick,
+        })
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| task | model | params | epochs | minutes | test accuracy |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['model']} | {r['params']:,} | {r['epochs']} | {r['minutes']} "
+                     f"| {r['test_accuracy']:.4f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {sorted(TASKS)}")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke runs; numbers mean nothing")
+    parser.add_argument("--output-root", default=os.path.join("runs", "accuracy"))
+    parser.add_argument("--results", default=RESULTS, help="JSON file the rows merge into")
+    args = parser.parse_args(argv)
+    names = [t for t in args.tasks.split(",") if t]
+    unknown = sorted(set(names) - set(TASKS))
+    if unknown:
+        parser.error(f"unknown tasks {unknown}; expected some of {sorted(TASKS)}")
+    rows = [row for name in names for row in run_task(name, args.quick, args.output_root)]
+    previous = []
+    if os.path.exists(args.results):
+        with open(args.results, encoding="utf-8") as f:
+            previous = json.load(f)["rows"]
+    kept = [r for r in previous if r["task"] not in names]
+    write_json(args.results, {"rows": kept + rows})
+    print(table(kept + rows))
+
+
+if __name__ == "__main__":
+    main()
