@@ -19,7 +19,7 @@ SCHEMES: dict[str, str] = {
     "folder": "crnn_keras.data.folder",
     "fashion_mnist": "crnn_keras.data.fashion_mnist",
 }
-DEFAULT_SPEC = "builtin:relative_position"
+DEFAULT_SPEC = "builtin:rooks"  # TrainConfig.dataset's default too (a test checks).
 
 
 @dataclasses.dataclass

@@ -65,3 +65,11 @@ def test_builtin_slices_are_honoured(split, count):
 def test_bad_slices_are_refused(split, message):
     with pytest.raises(ValueError, match=message):
         load_dataset("builtin:rooks?train_size=64", split, batch_size=8)
+
+
+def test_one_default_dataset():
+    from crnn_keras.data import DEFAULT_SPEC
+    from crnn_keras.data.builtin import DEFAULT_TASK
+    from crnn_keras.training import TrainConfig
+
+    assert DEFAULT_SPEC == TrainConfig().dataset == f"builtin:{DEFAULT_TASK}"
