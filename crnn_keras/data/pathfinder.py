@@ -16,8 +16,9 @@ tells them apart:
 - Paths keep `CLEARANCE` pixels (Chebyshev) from each other, and every path end
   keeps a marker-sized zone clear, marked or not.
 
-Generation is vectorised over images: 100,000 32x32 images take a few seconds.
-The defaults are published; keep them stable so results stay comparable.
+Generation is vectorised over images: 100,000 default images take about 35 s
+on one core; longer paths and more distractors cost more, as more images are
+drawn again. Once results are published against the defaults, keep them stable.
 
 Example:
 
