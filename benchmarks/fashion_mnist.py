@@ -25,7 +25,7 @@ import keras  # noqa: E402
 
 from crnn_keras.data import load_dataset  # noqa: E402
 from crnn_keras.training import TrainConfig  # noqa: E402
-from crnn_keras.training.train import build_model, compile_model  # noqa: E402
+from crnn_keras.training.task import build_model, compile_model  # noqa: E402
 
 TARGET = 0.93
 

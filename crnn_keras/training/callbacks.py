@@ -14,49 +14,69 @@ from crnn_keras.atomic import atomic_path, write_text
 BACKUP_METADATA = "training_metadata.json"
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` whose backups survive a `kill -9` at any moment.
+class EpochBackup(keras.callbacks.Callback):
+    """Crash-safe training state, the one checkpoint format of both training paths.
 
-    Each epoch's weights go to a new file; then the metadata naming that file
-    and the finished epoch is replaced atomically (the commit point); then the
-    older weights are removed. A crash mid-save leaves the last complete
-    backup in force, so no epoch is lost or repeated.
+    After each epoch the weights and optimizer state go to a new
+    `epoch-NNNNN.weights.h5`; then `training_metadata.json`, naming that file
+    and the number of finished epochs, is replaced atomically (the commit
+    point); then older weights are removed. A `kill -9` at any moment leaves
+    the last committed epoch in force: none is lost or repeated.
+
+    Restoring is explicit and public-API only: `finished_epochs` tells where to
+    start (the data pipeline needs it first), `restore` loads the state into a
+    compiled model, and `model.fit(initial_epoch=...)` or the multi-worker loop
+    goes on from there.
+
+    Example:
+
+    >>> import tempfile, numpy as np
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile("adam", "mse")
+    >>> backup = tempfile.mkdtemp()
+    >>> _ = model.fit(np.ones((4, 2)), np.ones((4, 1)), epochs=2, verbose=0,
+    ...               callbacks=[EpochBackup(backup)])
+    >>> EpochBackup.finished_epochs(backup)
+    2
     """
 
     def __init__(self, backup_dir: str):
-        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
+        super().__init__()
+        self.backup_dir = backup_dir
 
     @staticmethod
-    def restored_epoch(backup_dir: str) -> int:
-        """The number of finished epochs recorded in `backup_dir` (0 if none)."""
+    def _metadata(backup_dir: str) -> dict | None:
         path = os.path.join(backup_dir, BACKUP_METADATA)
         if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    @staticmethod
+    def finished_epochs(backup_dir: str) -> int:
+        """The number of finished epochs committed in `backup_dir` (0 if none)."""
+        metadata = EpochBackup._metadata(backup_dir)
+        return int(metadata["epoch"]) if metadata else 0
+
+    @staticmethod
+    def restore(model: keras.Model, backup_dir: str) -> int:
+        """Loads the committed weights and optimizer state into `model` (compiled,
+        under its strategy's scope if any); returns the finished epochs (0: nothing to load)."""
+        metadata = EpochBackup._metadata(backup_dir)
+        if not metadata:
             return 0
-        with open(path, encoding="utf-8") as f:
-            return int(json.load(f)["epoch"])
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # Its state is in the file too.
+        model.load_weights(os.path.join(backup_dir, metadata["weights"]))
+        return int(metadata["epoch"])
 
-    def _load_model(self):
-        path = os.path.join(self.backup_dir, BACKUP_METADATA)
-        if not os.path.exists(path):
-            return
-        with open(path, encoding="utf-8") as f:
-            metadata = json.load(f)
-        if self.model.optimizer is not None and not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
-        self.model._initial_epoch = metadata["epoch"]
-
-    def _save_model(self):
+    def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.backup_dir, exist_ok=True)
-        name = f"epoch-{self._current_epoch:05d}.weights.h5"
-        self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
-        tmp = os.path.join(self.backup_dir, BACKUP_METADATA + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"epoch": self._current_epoch, "weights": name}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(self.backup_dir, BACKUP_METADATA))
-        for old in os.listdir(self.backup_dir):
+        name = f"epoch-{epoch + 1:05d}.weights.h5"
+        with atomic_path(os.path.join(self.backup_dir, name)) as tmp:
+            self.model.save_weights(tmp)
+        write_text(os.path.join(self.backup_dir, BACKUP_METADATA), json.dumps({"epoch": epoch + 1, "weights": name}))
+        for old in os.listdir(self.backup_dir):  # Older epochs, and a killed save's leftovers.
             if old.endswith(".weights.h5") and old != name:
                 os.remove(os.path.join(self.backup_dir, old))
 
@@ -155,5 +175,5 @@ def run_callbacks(run_dir: str, initial_epoch: int) -> list[keras.callbacks.Call
                               initial_value_threshold=best),
         AtomicModelCheckpoint(os.path.join(run_dir, "last.keras")),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
-        AtomicBackupAndRestore(os.path.join(run_dir, "backup")),
+        EpochBackup(os.path.join(run_dir, "backup")),
     ]

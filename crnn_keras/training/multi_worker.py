@@ -1,18 +1,25 @@
-"""Multi-worker training from `TF_CONFIG` with a custom loop.
+"""Multi-worker training from `TF_CONFIG`: the task of `train`, in a loop of its own.
 
 Keras 3's `model.fit` fails under `MultiWorkerMirroredStrategy` with two or
-more workers (keras-team/keras#20585), so this runs the same model, optimizer,
-loss and data as `train` in an explicit loop: `strategy.run` per step, gradients
-all-reduced across workers, each worker reading its shard of every global
-batch. All workers save each epoch's checkpoint (a collective operation); only
-the chief's lands in `output_dir/backup`, and only the chief writes the run
-directory's models, history and metrics. Restarting every worker with the same
-command resumes from the last finished epoch.
+more workers (keras-team/keras#20585: its per-replica reduction,
+`strategy.reduce("MEAN", v, axis=0)`, rejects the scalar metrics), so this
+loop drives the same compiled model through the same Keras `train_step` and
+`test_step` that `fit` runs: `strategy.run(model.train_step)` per global batch,
+gradients all-reduced across workers, each worker reading its shard. Epoch
+metrics are read from the model's metrics in cross-replica context, so they
+cover every worker's examples. The loop calls the run directory's callbacks
+(`run_callbacks`) as `fit` does, so a multi-worker run leaves the same
+`best.keras`, `last.keras`, `history.csv`, TensorBoard logs and `backup/`
+(`EpochBackup`) as a single-host one.
+
+Every worker runs the callbacks (saving reads variables, which may be a
+collective operation); only the chief's land in `output_dir`, the others'
+go to a temporary folder that is removed at the end. Restarting every worker
+with the same command resumes from the chief's last committed epoch.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import tempfile
@@ -22,12 +29,17 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from crnn_keras.atomic import atomic_path, write_json
+from crnn_keras.atomic import write_json
+from crnn_keras.training.callbacks import EpochBackup, run_callbacks
 from crnn_keras.training.config import TrainConfig
+from crnn_keras.training.task import (
+    build_model, compile_model, finish_run, get_strategy, load_splits, start_run,
+)
 
 
-def _is_chief(strategy: tf.distribute.Strategy) -> bool:
-    resolver = strategy.cluster_resolver
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this worker writes the run directory: the `chief`, or worker 0 without one."""
+    resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
         return True
     if resolver.task_type == "chief":
@@ -36,99 +48,83 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
-def train_multi_worker(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
-    from crnn_keras.training.evaluation import evaluate_model
-    from crnn_keras.training.train import (
-        build_model, load_splits, make_loss, make_optimizer, write_report,
-    )
-
-    strategy = strategy or tf.distribute.MultiWorkerMirroredStrategy()
-    chief = _is_chief(strategy)
-    run_dir = config.output_dir
-    keras.utils.set_random_seed(config.seed)
-    global_batch = config.batch_size * strategy.num_replicas_in_sync
-
-    with strategy.scope():
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    backup = os.path.join(run_dir, "backup") if chief else tempfile.mkdtemp(prefix="crnn-worker-")
-    # The restored epoch is read before the data is built, so it starts at the right pass.
-    probe = tf.train.Checkpoint(epoch=tf.Variable(0, dtype=tf.int64))
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "backup"))
-    if latest:
-        probe.read(latest).expect_partial()
-    initial_epoch = int(probe.epoch.numpy())
-
-    train_ds, val_ds, test_ds, info, steps = load_splits(config, global_batch, initial_epoch)
+def _shard(dataset: tf.data.Dataset, policy) -> tf.data.Dataset:
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dist_train = strategy.experimental_distribute_dataset(train_ds.with_options(options))
+    options.experimental_distribute.auto_shard_policy = policy
+    return dataset.with_options(options)
 
-    with strategy.scope():
-        model = build_model(config, info)
-        optimizer = make_optimizer(config, steps)
-        optimizer.build(model.trainable_variables)
-        loss_fn = make_loss(config, reduction=None)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
-    if latest:
-        checkpoint.restore(latest)
-    manager = tf.train.CheckpointManager(checkpoint, backup, max_to_keep=1)
 
-    def step(images, labels):
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            per_example = loss_fn(labels, logits)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        correct = tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32)
-        return loss, tf.reduce_sum(correct)
+def _logs(model: keras.Model, prefix: str = "") -> dict[str, float]:
+    # Cross-replica read of the metrics' sync-on-read totals: summed over all replicas.
+    return {prefix + k: float(v) for k, v in model.get_metrics_result().items()}
 
-    @tf.function
-    def distributed_step(batch):
-        loss, correct = strategy.run(step, args=batch)
-        return (strategy.reduce("SUM", loss, axis=None), strategy.reduce("SUM", correct, axis=None))
 
-    history_csv = os.path.join(run_dir, "history.csv")
-    if chief:
-        os.makedirs(run_dir, exist_ok=True)
-        from crnn_keras.training.callbacks import truncate_history
+def train_multi_worker(config: TrainConfig, replace: bool = False) -> dict[str, Any]:
+    """Runs `config` (validated, `strategy="multi_worker"`) on this worker of `TF_CONFIG`'s cluster."""
+    from crnn_keras.data.core import load_source
 
-        truncate_history(history_csv, initial_epoch)
-    start = time.time()
-    iterator = iter(dist_train)
-    n_train = info.splits.get("train") or steps * global_batch
-    progress = keras.utils.Progbar(config.epochs, verbose=config.verbose if chief else 0, unit_name="epoch")
-    for epoch in range(initial_epoch, config.epochs):
-        total_loss, total_correct = 0.0, 0.0
-        for _ in range(steps):
-            loss, correct = distributed_step(next(iterator))
-            total_loss += float(loss)
-            total_correct += float(correct)
-        row = {"epoch": epoch, "loss": total_loss / steps, "accuracy": total_correct / n_train}
+    # The strategy must come before any other TensorFlow op of the process.
+    strategy = get_strategy("multi_worker")
+    load_source(config.dataset, "train", seed=config.seed)  # Resolves the dataset before writing.
+    chief = is_chief(strategy)
+    run_dir = config.output_dir
+    write_dir = run_dir if chief else tempfile.mkdtemp(prefix="crnn-worker-")
+    backup = os.path.join(run_dir, "backup")  # The chief's, read by every worker.
+    try:
+        keras.utils.set_random_seed(config.seed)
+        global_batch = config.batch_size * strategy.num_replicas_in_sync
+        initial_epoch = 0 if replace else EpochBackup.finished_epochs(backup)
+        train_ds, val_ds, test_ds, info, steps = load_splits(config, global_batch, initial_epoch)
         if chief:
-            val = evaluate_model(model, val_ds, info.class_names)
-            row["val_accuracy"] = val["accuracy"]
-            new = not os.path.exists(history_csv)
-            with open(history_csv, "a", encoding="utf-8", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(row))
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
-        epoch_var.assign(epoch + 1)
-        manager.save()  # Collective: every worker saves; the chief's is the backup.
-        progress.update(epoch + 1, [(k, v) for k, v in row.items() if k != "epoch"])
-    if not chief:
-        shutil.rmtree(backup, ignore_errors=True)
-        return {"chief": False}
-    with atomic_path(os.path.join(run_dir, "last.keras")) as tmp:
-        model.save(tmp)
-    write_json(os.path.join(run_dir, "dataset_info.json"), info.to_dict())
-    from crnn_keras.training.run_dir import load_run_model
+            start_run(config, replace)
+            write_json(os.path.join(run_dir, "dataset_info.json"), info.to_dict())
+        # Training batches are split across workers; every worker scores all of
+        # validation, so the summed metric totals stay exact for any split size.
+        train_iter = iter(strategy.experimental_distribute_dataset(
+            _shard(train_ds, tf.data.experimental.AutoShardPolicy.DATA)))
+        dist_val = strategy.experimental_distribute_dataset(
+            _shard(val_ds, tf.data.experimental.AutoShardPolicy.OFF))
+        with strategy.scope():
+            model = build_model(config, info)
+            compile_model(model, config, steps, info.num_classes)
+            if initial_epoch:
+                EpochBackup.restore(model, backup)
 
-    scored, checkpoint = load_run_model(run_dir)  # last.keras: this loop keeps no best.
-    metrics = evaluate_model(scored, test_ds, info.class_names)
-    metrics.update(checkpoint=os.path.basename(checkpoint), model=config.model, params=int(model.count_params()),
-                   replicas=strategy.num_replicas_in_sync, train_seconds=round(time.time() - start, 2),
-                   epochs=config.epochs, dataset=config.dataset, chief=True)
-    write_report(run_dir, metrics)
-    return metrics
+        @tf.function
+        def train_step(batch):
+            strategy.run(model.train_step, args=(batch,))
+
+        @tf.function
+        def test_step(batch):
+            strategy.run(model.test_step, args=(batch,))
+
+        callbacks = keras.callbacks.CallbackList(
+            run_callbacks(write_dir, initial_epoch), add_history=True, add_progbar=bool(config.verbose and chief),
+            model=model, verbose=config.verbose, epochs=config.epochs, steps=steps,
+        )
+        start = time.time()
+        logs: dict[str, float] = {}
+        callbacks.on_train_begin()
+        for epoch in range(initial_epoch, config.epochs):
+            model.reset_metrics()
+            callbacks.on_epoch_begin(epoch)
+            for step in range(steps):
+                callbacks.on_train_batch_begin(step)
+                train_step(next(train_iter))
+                callbacks.on_train_batch_end(step)
+            logs = _logs(model)
+            model.reset_metrics()
+            for batch in dist_val:
+                test_step(batch)
+            logs.update(_logs(model, "val_"))
+            callbacks.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+        callbacks.on_train_end(logs)
+        if not chief:
+            return {"chief": False, "replicas": strategy.num_replicas_in_sync}
+        return finish_run(config, model, test_ds, info, strategy.num_replicas_in_sync, time.time() - start,
+                          chief=True)
+    finally:
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)

@@ -1,164 +1,34 @@
-"""`train(config)`: `model.fit` under a distribution strategy, into a run directory.
+"""`train(config)`: one training task, run by `model.fit` or, across workers, by
+the multi-worker loop, into a run directory.
 
-Run directory layout::
+Run directory layout (the same for both)::
 
     config.yaml          the resolved config
     dataset_info.json    class names, image shape, split sizes
     best.keras last.keras
     history.csv          one row per finished epoch (kept across restarts)
     tensorboard/         TensorBoard logs
-    backup/              crash-recovery state (see AtomicBackupAndRestore)
-    metrics.json         test metrics, parameter count, timings
+    backup/              crash-recovery state (see EpochBackup)
+    metrics.json         test metrics of best.keras, parameter count, timings
     curves.png confusion_matrix.png
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import shutil
 import time
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from crnn_keras.atomic import write_json
-from crnn_keras.data import DatasetInfo, load_dataset
-from crnn_keras.models import CRNNImageClassifier, SparseCategoricalCrossentropy, cnn_baseline
-from crnn_keras.training.callbacks import AtomicBackupAndRestore, run_callbacks
+from crnn_keras.training.callbacks import EpochBackup, run_callbacks
 from crnn_keras.training.config import TrainConfig
-from crnn_keras.training.evaluation import evaluate_model
-from crnn_keras.training.reports import plot_confusion, plot_history
-from crnn_keras.training.run_dir import check_run_dir, load_run_model
-
-
-def check_tf_config() -> None:
-    """Refuses a malformed `TF_CONFIG` with a message that names it."""
-    text = os.environ.get("TF_CONFIG")
-    if not text:
-        return
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"TF_CONFIG is not valid JSON ({err}): {text[:200]!r}.") from err
-    task = data.get("task") if isinstance(data, dict) else None
-    if not isinstance(data, dict) or not isinstance(data.get("cluster"), dict) or not isinstance(task, dict) \
-            or "type" not in task or "index" not in task:
-        raise ValueError('TF_CONFIG must be {"cluster": {"worker": ["host:port", ...]}, "task": {"type": '
-                         f'"worker", "index": 0}}}}, got {text[:200]!r}.')
-    members = data["cluster"].get(task["type"])
-    if not isinstance(members, list) or not isinstance(task["index"], int) or not 0 <= task["index"] < len(members):
-        raise ValueError(f"TF_CONFIG task {task} is not in its cluster {data['cluster']}.")
-
-
-def get_strategy(name: str = "mirrored") -> tf.distribute.Strategy:
-    """`"mirrored"`: all local GPUs, else all logical CPUs (one replica each);
-    `"multi_worker"`: `MultiWorkerMirroredStrategy` from `TF_CONFIG`;
-    `"default"`: no distribution."""
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        return tf.distribute.MirroredStrategy(devices=devices)
-    if name == "multi_worker":
-        check_tf_config()
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "default":
-        return tf.distribute.get_strategy()
-    raise ValueError(f"Unknown strategy {name!r}. Expected 'mirrored', 'multi_worker' or 'default'.")
-
-
-def build_model(config: TrainConfig, info: DatasetInfo) -> CRNNImageClassifier:
-    """The configured C-RNN (logits), or the CNN baseline matched to its parameter count.
-
-    An architecture preset takes the config's `backbone`, `sweep` and `head`
-    overrides; a trained preset starts from its weights (fine-tuning).
-    """
-    overrides = dict(cnn=config.backbone, sweep=config.sweep or None, head=config.head or None)
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    crnn = CRNNImageClassifier.from_preset(
-        config.preset, num_classes=info.num_classes, image_shape=tuple(info.image_shape),
-        compile=False, **overrides,
-    )
-    if config.model == "crnn":
-        return crnn
-    return cnn_baseline(crnn, match_params=config.match_params)
-
-
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    total = config.epochs * steps_per_epoch
-    warmup = int(config.warmup_epochs * steps_per_epoch)
-    lr = config.learning_rate
-    if config.schedule == "cosine":
-        schedule = keras.optimizers.schedules.CosineDecay(
-            lr if not warmup else 0.0, max(1, total - warmup),
-            warmup_target=lr if warmup else None, warmup_steps=warmup,
-        )
-    elif config.schedule == "step":
-        boundaries = list(range(config.step_epochs * steps_per_epoch, total, config.step_epochs * steps_per_epoch))
-        schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
-            boundaries, [lr * config.step_gamma**i for i in range(len(boundaries) + 1)]
-        ) if boundaries else lr
-    else:
-        schedule = lr
-    clip = {"clipnorm": config.clipnorm} if config.clipnorm else {}
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(schedule, momentum=config.momentum,
-                                    weight_decay=config.weight_decay or None, **clip)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **clip)
-    # Keras applies `weight_decay` the decoupled way for every optimizer; Adam must not drop it.
-    return keras.optimizers.Adam(schedule, weight_decay=config.weight_decay or None, **clip)
-
-
-def make_loss(config: TrainConfig, reduction: str | None = "sum_over_batch_size") -> keras.losses.Loss:
-    """Cross-entropy on integer labels and logits, with the config's label smoothing."""
-    return SparseCategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing,
-                                         reduction=reduction)
-
-
-def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int, num_classes: int) -> None:
-    """Integer labels; top-5 accuracy (top-k with k < classes) only where it says something."""
-    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    k = min(5, num_classes - 1)
-    if k >= 2:
-        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=k, name=f"top{k}_accuracy"))
-    model.compile(
-        optimizer=make_optimizer(config, steps_per_epoch),
-        loss=make_loss(config),
-        metrics=metrics,
-        jit_compile=config.xla,
-    )
-
-
-def load_splits(config: TrainConfig, global_batch: int, initial_epoch: int = 0):
-    """`(train, validation, test, info, steps_per_epoch)` for a config."""
-    common = dict(image_size=config.image_size, channels=config.channels, seed=config.seed)
-    train_ds, info = load_dataset(
-        config.dataset, "train", batch_size=global_batch, augment=config.augment,
-        translate=config.translate, epochs=config.epochs,
-        initial_epoch=min(initial_epoch, config.epochs - 1),  # A finished run still builds its pipeline.
-        **common,
-    )
-    val_ds, _ = load_dataset(config.dataset, config.validation_split, batch_size=global_batch, **common)
-    test_ds, _ = load_dataset(config.dataset, config.test_split, batch_size=global_batch, **common)
-    n_train = info.splits.get("train")
-    if not n_train:
-        n_train = int(load_dataset(config.dataset, "train", batch_size=1, **common)[0].cardinality())
-    if n_train <= 0:
-        raise ValueError(f"Cannot tell the size of the training split of {config.dataset!r}.")
-    return train_ds, val_ds, test_ds, info, math.ceil(n_train / global_batch)
-
-
-def _start_run(config: TrainConfig, replace: bool) -> None:
-    """Writes the run's config, once the dataset has loaded; `replace` first removes an older run."""
-    if replace:
-        shutil.rmtree(config.output_dir)
-    os.makedirs(config.output_dir, exist_ok=True)
-    config.save(os.path.join(config.output_dir, "config.yaml"))
-    if config.verbose:
-        print("Resolved config:\n" + json.dumps(config.to_dict(), indent=2), flush=True)
+from crnn_keras.training.multi_worker import train_multi_worker
+from crnn_keras.training.run_dir import check_run_dir
+from crnn_keras.training.task import (
+    build_model, compile_model, finish_run, get_strategy, load_splits, start_run,
+)
 
 
 def train(config: TrainConfig | dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
@@ -173,70 +43,40 @@ def train(config: TrainConfig | dict[str, Any], overwrite: bool = False) -> dict
         config = TrainConfig.from_dict(config)
     config.validate()
     replace = check_run_dir(config, overwrite)
-    run_dir = config.output_dir
     if config.strategy == "multi_worker":
-        from crnn_keras.data.core import load_source
-        from crnn_keras.training.multi_worker import train_multi_worker
+        return train_multi_worker(config, replace)
 
-        # The strategy must come before any other TensorFlow op of the process.
-        strategy = get_strategy("multi_worker")
-        load_source(config.dataset, "train", seed=config.seed)  # Resolves the dataset first.
-        _start_run(config, replace)
-        return train_multi_worker(config, strategy)
-
+    run_dir = config.output_dir
+    backup = os.path.join(run_dir, "backup")
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
     try:
         keras.utils.set_random_seed(config.seed)
         strategy = get_strategy(config.strategy)
         global_batch = config.batch_size * strategy.num_replicas_in_sync
-        initial_epoch = 0 if replace else AtomicBackupAndRestore.restored_epoch(os.path.join(run_dir, "backup"))
+        initial_epoch = 0 if replace else EpochBackup.finished_epochs(backup)
         train_ds, val_ds, test_ds, info, steps = load_splits(config, global_batch, initial_epoch)
-        _start_run(config, replace)
+        start_run(config, replace)
         write_json(os.path.join(run_dir, "dataset_info.json"), info.to_dict())
         with strategy.scope():
             model = build_model(config, info)
             compile_model(model, config, steps, info.num_classes)
+            if initial_epoch:
+                EpochBackup.restore(model, backup)
         start = time.time()
         if initial_epoch < config.epochs:
             if initial_epoch and config.verbose:
-                print(f"Resuming after epoch {initial_epoch} from {run_dir}/backup", flush=True)
+                print(f"Resuming after epoch {initial_epoch} from {backup}", flush=True)
             model.fit(
                 train_ds,
                 validation_data=val_ds,
                 epochs=config.epochs,
+                initial_epoch=initial_epoch,
                 steps_per_epoch=steps,
                 callbacks=run_callbacks(run_dir, initial_epoch),
                 verbose=config.verbose,
                 shuffle=False,  # the pipeline shuffles; Keras 3 warns on Datasets otherwise
             )
-        else:
-            model.load_weights(os.path.join(run_dir, "last.keras"))
-        # The run stands for its best checkpoint, as `evaluate` and `export` of the run do.
-        scored, checkpoint = load_run_model(run_dir)
-        metrics = evaluate_model(scored, test_ds, info.class_names, verbose=1 if config.verbose == 1 else 0)
+        return finish_run(config, model, test_ds, info, strategy.num_replicas_in_sync, time.time() - start)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    metrics.update(
-        checkpoint=os.path.basename(checkpoint),
-        model=config.model,
-        params=int(model.count_params()),
-        replicas=strategy.num_replicas_in_sync,
-        train_seconds=round(time.time() - start, 2),
-        epochs=config.epochs,
-        dataset=config.dataset,
-    )
-    write_report(run_dir, metrics)
-    if config.verbose:
-        print(f"{config.model}: test accuracy {metrics['accuracy']:.4f} "
-              f"({metrics['num_examples']} examples), params {metrics['params']}", flush=True)
-    return metrics
-
-
-def write_report(run_dir: str, metrics: dict[str, Any]) -> None:
-    write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    history = os.path.join(run_dir, "history.csv")
-    if os.path.exists(history):
-        plot_history(history, os.path.join(run_dir, "curves.png"))
-    plot_confusion(metrics["confusion_matrix"], metrics["class_names"],
-                   os.path.join(run_dir, "confusion_matrix.png"))

@@ -97,7 +97,7 @@ class CRNNHyperModel(keras_tuner.HyperModel):
         ).validate()
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-        from crnn_keras.training.train import build_model, compile_model
+        from crnn_keras.training.task import build_model, compile_model
 
         config = self.config_for(hp)
         info = DatasetInfo(name="", num_classes=self.num_classes,

@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 import socket
@@ -5,6 +6,8 @@ import subprocess
 import sys
 
 import numpy as np
+
+from crnn_keras.training import train
 
 DATASET = "builtin:rooks?train_size=128&validation_size=32&test_size=32"
 
@@ -68,3 +71,29 @@ def test_two_workers_train_the_same_model_as_one(tmp_path):
     # Same global batch (2 x 16 = 32), data order and batch statistics: the same model.
     diffs = [np.abs(wa.numpy() - wb.numpy()).max() for wa, wb in zip(a.weights, b.weights)]
     assert max(diffs) < 1e-5, diffs
+
+    # One training step: `model.fit` on one host trains the same weights as the loop,
+    # and leaves the same run directory, history columns and epoch metrics included.
+    config = dict(_config(tmp_path / "fit", 32), strategy="default")
+    train(config)
+    fit, loop = tmp_path / "fit", tmp_path / "two"
+    c = keras.saving.load_model(fit / "last.keras")
+    diffs = [np.abs(wa.numpy() - wc.numpy()).max() for wa, wc in zip(a.weights, c.weights)]
+    assert max(diffs) < 1e-5, diffs
+    assert sorted(os.listdir(fit)) == sorted(os.listdir(loop))
+    assert sorted(os.listdir(fit / "backup")) == sorted(os.listdir(loop / "backup"))
+    assert os.listdir(loop / "tensorboard")
+    fit_rows, loop_rows = _history(fit), _history(loop)
+    assert list(fit_rows[0]) == list(loop_rows[0])
+    for fr, lr in zip(fit_rows, loop_rows):
+        for key in fr:
+            assert abs(float(fr[key]) - float(lr[key])) < 1e-4, (key, fr, lr)
+    fit_metrics = json.loads((fit / "metrics.json").read_text())
+    loop_metrics = json.loads((loop / "metrics.json").read_text())
+    assert fit_metrics["checkpoint"] == loop_metrics["checkpoint"] == "best.keras"
+    assert fit_metrics["accuracy"] == loop_metrics["accuracy"]
+
+
+def _history(run):
+    with open(run / "history.csv") as f:
+        return list(csv.DictReader(f))
