@@ -31,7 +31,7 @@ FIELD_HELP = {
     "batch_size": "examples per replica per step (global batch = this x replicas)",
     "optimizer": "optimizer",
     "learning_rate": "peak learning rate, reached after the warm-up",
-    "momentum": "SGD momentum",
+    "momentum": "SGD momentum (0.9 when unset); refused for adam and adamw",
     "weight_decay": "decoupled weight decay (0 for none)",
     "clipnorm": "clip each gradient to this norm (0 for no clipping)",
     "schedule": "learning-rate schedule after the warm-up",
@@ -74,7 +74,7 @@ class TrainConfig:
     batch_size: int = 64
     optimizer: str = "adamw"
     learning_rate: float = 3e-3
-    momentum: float = 0.9
+    momentum: float | None = None
     weight_decay: float = 1e-4
     clipnorm: float = 0.0
     schedule: str = "cosine"
@@ -110,9 +110,12 @@ class TrainConfig:
         if not self.learning_rate > 0:
             fail(f"learning_rate must be > 0, got {self.learning_rate}.")
         for name in ("weight_decay", "warmup_epochs", "momentum", "label_smoothing", "translate", "clipnorm"):
-            if getattr(self, name) < 0:
+            if (getattr(self, name) or 0) < 0:
                 fail(f"{name} must be >= 0, got {getattr(self, name)}.")
-        if self.label_smoothing >= 1 or self.momentum >= 1 or self.translate >= 0.5:
+        if self.momentum is not None and self.optimizer != "sgd":
+            fail(f"momentum={self.momentum} applies only to optimizer='sgd', not {self.optimizer!r}; "
+                 "remove it or use --optimizer sgd.")
+        if self.label_smoothing >= 1 or (self.momentum or 0) >= 1 or self.translate >= 0.5:
             fail("label_smoothing and momentum must be < 1, translate < 0.5.")
         if self.warmup_epochs >= self.epochs:
             fail(f"warmup_epochs={self.warmup_epochs} must be less than epochs={self.epochs}.")

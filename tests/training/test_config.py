@@ -33,6 +33,9 @@ def test_file_then_flags(tmp_path):
         ({"preset": "huge"}, "unknown preset='huge'"),
         ({"augment": "yes"}, "augment='yes'"),
         ({"strategy": "multi_worker", "precision": "mixed_float16"}, "multi_worker.*float32"),
+        # An option the optimizer does not have is refused, not ignored.
+        ({"optimizer": "adamw", "momentum": 0.5}, "momentum=0.5 applies only to optimizer='sgd'"),
+        ({"optimizer": "sgd", "momentum": 1.0}, "momentum must be < 1"),
     ],
 )
 def test_bad_configs_fail_before_any_work(data, message, tmp_path):
@@ -64,7 +67,7 @@ def test_to_command_round_trips_through_the_cli():
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
 def test_every_optimizer_takes_weight_decay_and_clipnorm(optimizer):
     from crnn_keras.training import TrainConfig
-    from crnn_keras.training.train import make_optimizer
+    from crnn_keras.training.task import make_optimizer
 
     opt = make_optimizer(TrainConfig(optimizer=optimizer, weight_decay=0.01, clipnorm=2.0).validate(), 10)
     assert opt.weight_decay == pytest.approx(0.01) and opt.clipnorm == 2.0
