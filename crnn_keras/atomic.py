@@ -26,7 +26,8 @@ def atomic_path(path: str) -> Iterator[str]:
     """
     folder, name = os.path.split(os.path.abspath(path))
     stem, dot, ext = name.partition(".")
-    tmp = os.path.join(folder, f".{stem}.tmp-{uuid.uuid4().hex[:8]}{dot}{ext}")
+    # The writer's pid in the name tells a killed writer's leftover from a live one's.
+    tmp = os.path.join(folder, f".{stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{dot}{ext}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -45,6 +46,37 @@ def write_text(path: str, text: str) -> None:
 
 def write_json(path: str, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def remove_stale_temporaries(folder: str) -> list[str]:
+    """Removes, with a warning, the `atomic_path` temporaries under `folder` whose
+    writer no longer runs (a killed run's); returns their paths.
+
+    Example:
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> open(os.path.join(folder, ".best.tmp-999999999-0a1b2c3d.keras"), "w").close()
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True):
+    ...     [os.path.basename(p) for p in remove_stale_temporaries(folder)]
+    ['.best.tmp-999999999-0a1b2c3d.keras']
+    """
+    import re
+    import warnings
+
+    removed = []
+    for root, _, files in os.walk(folder):
+        for name in files:
+            match = re.match(r"\.[^.]*\.tmp-(\d+)-[0-9a-f]{8}(\.|$)", name)
+            if match and not pid_alive(int(match.group(1))):
+                path = os.path.join(root, name)
+                os.remove(path)
+                removed.append(path)
+    if removed:
+        warnings.warn(f"Removed {len(removed)} temporary file(s) left by an interrupted run in {folder!r}: "
+                      f"{', '.join(os.path.relpath(p, folder) for p in removed)}.", stacklevel=2)
+    return removed
 
 
 def pid_alive(pid: int) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from crnn_keras.atomic import write_json
+from crnn_keras.atomic import remove_stale_temporaries, write_json
 from crnn_keras.data import DatasetInfo, load_dataset
 from crnn_keras.models import CRNNImageClassifier, SparseCategoricalCrossentropy, cnn_baseline
 from crnn_keras.training.config import TrainConfig
@@ -143,10 +143,12 @@ def load_splits(config: TrainConfig, global_batch: int, initial_epoch: int = 0):
 
 
 def start_run(config: TrainConfig, replace: bool) -> None:
-    """Writes the run's config, once the dataset has loaded; `replace` first removes an older run."""
+    """Writes the run's config, once the dataset has loaded; `replace` first removes an older run.
+    A killed run's temporary files are removed (with a warning) before a resumed one writes."""
     if replace:
         shutil.rmtree(config.output_dir)
     os.makedirs(config.output_dir, exist_ok=True)
+    remove_stale_temporaries(config.output_dir)
     config.save(os.path.join(config.output_dir, "config.yaml"))
     if config.verbose:
         print("Resolved config:\n" + json.dumps(config.to_dict(), indent=2), flush=True)

@@ -149,7 +149,16 @@ def test_a_bad_or_different_rerun_leaves_the_finished_run_as_it_was(tmp_path, ca
     assert main(args + ["--preset", "crnn_small"]) == 2
     assert "preset: 'crnn_tiny' there, 'crnn_small' now" in capsys.readouterr().err
     assert {f: (run / f).read_bytes() for f in files} == before
-    assert main(args) == 0  # The identical config resumes (here: already finished).
+    # A killed writer's temporaries go on the next run; a live writer's stay.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = [run / f".best.tmp-{dead}-0123abcd.keras", run / "backup" / f".epoch-00001.tmp-{dead}-0123abcd.weights.h5"]
+    live = run / f".last.tmp-{os.getpid()}-0123abcd.keras"
+    for path in stale + [live]:
+        path.write_bytes(b"partial")
+    with pytest.warns(UserWarning, match="left by an interrupted run"):
+        assert main(args) == 0  # The identical config resumes (here: already finished).
+    assert not any(p.exists() for p in stale) and live.exists()
     assert {f: (run / f).read_bytes() for f in ("config.yaml", "best.keras", "history.csv")} == \
         {f: before[f] for f in ("config.yaml", "best.keras", "history.csv")}
     assert main(args + ["--sweep", '{"units": 4}', "--overwrite"]) == 0
