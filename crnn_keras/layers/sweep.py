@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import keras
 from keras import ops
@@ -71,6 +72,31 @@ def _copy_cell(cell: keras.layers.Layer) -> keras.layers.Layer:
     return keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(cell)
     )
+
+
+_SHARING_KEYS = ("shared_objects/id_to_obj_map", "shared_objects/id_to_config_map")
+
+
+@contextlib.contextmanager
+def _without_object_sharing() -> Iterator[None]:
+    """Suspends Keras's object-sharing scope, which is active while a model loads.
+
+    That scope matches objects by `id()`. `Bidirectional` serializes and rebuilds
+    the layer it wraps; the short-lived wrapped layers of different sweeps can
+    reuse one id, and the scope then hands one sweep another sweep's LSTM (a
+    load error, or silently shared weights). Our layers are rebuilt from their
+    own arguments, so nothing inside them needs sharing.
+    """
+    from keras.src.backend.common import global_state
+
+    saved = [global_state.get_global_attribute(key) for key in _SHARING_KEYS]
+    for key in _SHARING_KEYS:
+        global_state.set_global_attribute(key, None)
+    try:
+        yield
+    finally:
+        for key, value in zip(_SHARING_KEYS, saved):
+            global_state.set_global_attribute(key, value)
 
 
 def _check_rank4(input_shape: tuple, layer_name: str) -> None:
@@ -169,7 +195,8 @@ class RowSweep(keras.layers.Layer):
                     f"The cell instance outputs {size} features but units={self.units}. "
                     "Pass the cell's own size as `units`."
                 )
-        self.rnn = self._make_rnn()
+        with _without_object_sharing():
+            self.rnn = self._make_rnn()
 
     def _make_rnn(self) -> keras.layers.Layer:
         common = dict(return_sequences=True, unroll=self.unroll is True, dtype=self.dtype_policy)

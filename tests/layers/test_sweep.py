@@ -369,3 +369,21 @@ def test_sweep_block_config_dynamic_shapes_and_bad_arguments(tmp_path):
         SweepBlock2D(4, mlp_ratio=-1)
     with pytest.raises(ValueError, match="known number of channels"):
         SweepBlock2D(4).build((None, 4, 4, None))
+
+
+def test_sweeps_built_while_a_model_loads_leave_the_object_sharing_scope_alone():
+    # Loading runs inside Keras's object-sharing scope, which matches objects by id().
+    # Bidirectional copies the layer it wraps by serializing it; recorded there, a freed
+    # copy's id can come back for another sweep's copy, and the load then hands that sweep
+    # an earlier sweep's LSTM (seen: "Forward layer and backward layer should have
+    # different `go_backwards`" on about one load in five of crnn_pathfinder).
+    from keras.src.backend.common import global_state
+    from keras.src.saving.serialization_lib import ObjectSharingScope
+
+    with ObjectSharingScope():
+        sweeps = [RowSweep(4), ColumnSweep(4, cell="gru"), SpatialSweep2D(4, cell="simple_rnn")]
+        assert global_state.get_global_attribute("shared_objects/id_to_config_map") == {}
+        assert global_state.get_global_attribute("shared_objects/id_to_obj_map") == {}
+    rnns = [sweeps[0].rnn, sweeps[1].rnn, sweeps[2].row_sweep.rnn, sweeps[2].column_sweep.rnn]
+    assert not any(r.forward_layer.go_backwards for r in rnns)
+    assert all(r.backward_layer.go_backwards for r in rnns)
