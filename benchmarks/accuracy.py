@@ -7,9 +7,11 @@ Each task trains the C-RNN preset and `cnn_baseline` of it through
 `curves.png` and `metrics.json` under `runs/accuracy/<task>/<model>`), with the
 same config apart from `model`. Test accuracy is that of the best checkpoint on
 validation, scored once on the test split. Results merge into
-`benchmarks/results/accuracy.json` (written atomically; other tasks' rows are
-kept) and print as a Markdown table. `--quick` shrinks every task to a smoke
-run (a minute) whose numbers mean nothing.
+`benchmarks/results/accuracy.json` after each task (written atomically; other
+tasks' rows are kept, so a crash loses only the task it was in) and print as a
+Markdown table. `--collect` trains nothing: it reads the rows back from the
+finished runs' `metrics.json` under `--output-root`. `--quick` shrinks every
+task to a smoke run (a minute) whose numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ TASKS = {
 QUICK = {"epochs": 1}
 
 
-def run_task(name: str, quick: bool, output_root: str) -> list[dict]:
+def run_task(name: str, quick: bool, output_root: str, collect: bool = False) -> list[dict]:
     task = TASKS[name]
     dataset = task["dataset"]
     recipe = dict(task["recipe"])
@@ -62,7 +64,17 @@ def run_task(name: str, quick: bool, output_root: str) -> list[dict]:
     for model in ("crnn", "cnn_baseline"):
         config = make_config(dataset=dataset, preset=task["preset"], model=model, verbose=2,
                              output_dir=os.path.join(output_root, name, model), **recipe)
-        metrics = train(config, overwrite=True)
+        if collect:
+            path = os.path.join(config.output_dir, "metrics.json")
+            if not os.path.exists(path):
+                raise SystemExit(f"--collect: {path} does not exist; run the task first.")
+            with open(path, encoding="utf-8") as f:
+                metrics = json.load(f)
+            if metrics.get("dataset") != dataset or metrics.get("epochs") != config.epochs:
+                raise SystemExit(f"--collect: {path} is from another recipe ({metrics.get('dataset')}, "
+                                 f"{metrics.get('epochs')} epochs).")
+        else:
+            metrics = train(config, overwrite=True)
         rows.append({
             "task": name, "model": model, "dataset": dataset, "preset": task["preset"],
             "test_accuracy": round(metrics["accuracy"], 4), "test_examples": metrics["num_examples"],
@@ -87,19 +99,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny smoke runs; numbers mean nothing")
     parser.add_argument("--output-root", default=os.path.join("runs", "accuracy"))
     parser.add_argument("--results", default=RESULTS, help="JSON file the rows merge into")
+    parser.add_argument("--collect", action="store_true",
+                        help="train nothing; read the rows from the finished runs under --output-root")
     args = parser.parse_args(argv)
     names = [t for t in args.tasks.split(",") if t]
     unknown = sorted(set(names) - set(TASKS))
     if unknown:
         parser.error(f"unknown tasks {unknown}; expected some of {sorted(TASKS)}")
-    rows = [row for name in names for row in run_task(name, args.quick, args.output_root)]
+    rows = []
+    for name in names:
+        task_rows = run_task(name, args.quick, args.output_root, args.collect)
+        rows = merge(args.results, task_rows)
+    print(table(rows))
+
+
+def merge(results: str, task_rows: list[dict]) -> list[dict]:
+    """Replaces the rows of `task_rows`' task in `results`; returns all rows."""
     previous = []
-    if os.path.exists(args.results):
-        with open(args.results, encoding="utf-8") as f:
+    if os.path.exists(results):
+        with open(results, encoding="utf-8") as f:
             previous = json.load(f)["rows"]
-    kept = [r for r in previous if r["task"] not in names]
-    write_json(args.results, {"rows": kept + rows})
-    print(table(kept + rows))
+    tasks = {r["task"] for r in task_rows}
+    rows = [r for r in previous if r["task"] not in tasks] + task_rows
+    os.makedirs(os.path.dirname(os.path.abspath(results)), exist_ok=True)
+    write_json(results, {"rows": rows})
+    return rows
 
 
 if __name__ == "__main__":
