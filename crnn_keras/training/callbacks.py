@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import time
 
 import keras
 
@@ -18,10 +19,11 @@ class EpochBackup(keras.callbacks.Callback):
     """Crash-safe training state, the one checkpoint format of both training paths.
 
     After each epoch the weights and optimizer state go to a new
-    `epoch-NNNNN.weights.h5`; then `training_metadata.json`, naming that file
-    and the number of finished epochs, is replaced atomically (the commit
-    point); then older weights are removed. A `kill -9` at any moment leaves
-    the last committed epoch in force: none is lost or repeated.
+    `epoch-NNNNN.weights.h5`; then `training_metadata.json`, naming that file,
+    the number of finished epochs and the training seconds they took in all
+    (across restarts), is replaced atomically (the commit point); then older
+    weights are removed. A `kill -9` at any moment leaves the last committed
+    epoch in force: none is lost or repeated.
 
     Restoring is explicit and public-API only: `finished_epochs` tells where to
     start (the data pipeline needs it first), `restore` loads the state into a
@@ -38,11 +40,14 @@ class EpochBackup(keras.callbacks.Callback):
     ...               callbacks=[EpochBackup(backup)])
     >>> EpochBackup.finished_epochs(backup)
     2
+    >>> EpochBackup.trained_seconds(backup) > 0
+    True
     """
 
     def __init__(self, backup_dir: str):
         super().__init__()
         self.backup_dir = backup_dir
+        self._start = self._seconds_before = None
 
     @staticmethod
     def _metadata(backup_dir: str) -> dict | None:
@@ -59,6 +64,13 @@ class EpochBackup(keras.callbacks.Callback):
         return int(metadata["epoch"]) if metadata else 0
 
     @staticmethod
+    def trained_seconds(backup_dir: str) -> float:
+        """Seconds of training (validation included) of the committed epochs, summed over
+        every run that resumed this one; 0 if none (or written by an older version)."""
+        metadata = EpochBackup._metadata(backup_dir)
+        return float(metadata.get("seconds", 0.0)) if metadata else 0.0
+
+    @staticmethod
     def restore(model: keras.Model, backup_dir: str) -> int:
         """Loads the committed weights and optimizer state into `model` (compiled,
         under its strategy's scope if any); returns the finished epochs (0: nothing to load)."""
@@ -70,12 +82,19 @@ class EpochBackup(keras.callbacks.Callback):
         model.load_weights(os.path.join(backup_dir, metadata["weights"]))
         return int(metadata["epoch"])
 
+    def on_train_begin(self, logs=None):
+        self._start, self._seconds_before = time.time(), self.trained_seconds(self.backup_dir)
+
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.backup_dir, exist_ok=True)
+        if self._start is None:  # Driven without on_train_begin.
+            self.on_train_begin()
+        seconds = round(self._seconds_before + time.time() - self._start, 2)
         name = f"epoch-{epoch + 1:05d}.weights.h5"
         with atomic_path(os.path.join(self.backup_dir, name)) as tmp:
             self.model.save_weights(tmp)
-        write_text(os.path.join(self.backup_dir, BACKUP_METADATA), json.dumps({"epoch": epoch + 1, "weights": name}))
+        write_text(os.path.join(self.backup_dir, BACKUP_METADATA),
+                   json.dumps({"epoch": epoch + 1, "weights": name, "seconds": seconds}))
         for old in os.listdir(self.backup_dir):  # Older epochs, and a killed save's leftovers.
             if old.endswith(".weights.h5") and old != name:
                 os.remove(os.path.join(self.backup_dir, old))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from typing import Any
 
 import keras
@@ -102,7 +101,6 @@ def train_multi_worker(config: TrainConfig, replace: bool = False) -> dict[str, 
             run_callbacks(write_dir, initial_epoch), add_history=True, add_progbar=bool(config.verbose and chief),
             model=model, verbose=config.verbose, epochs=config.epochs, steps=steps,
         )
-        start = time.time()
         logs: dict[str, float] = {}
         callbacks.on_train_begin()
         for epoch in range(initial_epoch, config.epochs):
@@ -123,7 +121,7 @@ def train_multi_worker(config: TrainConfig, replace: bool = False) -> dict[str, 
         callbacks.on_train_end(logs)
         if not chief:
             return {"chief": False, "replicas": strategy.num_replicas_in_sync}
-        return finish_run(config, model, test_ds, info, strategy.num_replicas_in_sync, time.time() - start,
+        return finish_run(config, model, test_ds, info, strategy.num_replicas_in_sync,
                           chief=True)
     finally:
         if not chief:

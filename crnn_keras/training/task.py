@@ -19,6 +19,7 @@ import tensorflow as tf
 from crnn_keras.atomic import remove_stale_temporaries, write_json
 from crnn_keras.data import DatasetInfo, load_dataset
 from crnn_keras.models import CRNNImageClassifier, SparseCategoricalCrossentropy, cnn_baseline
+from crnn_keras.training.callbacks import EpochBackup
 from crnn_keras.training.config import TrainConfig
 from crnn_keras.training.evaluation import evaluate_model
 from crnn_keras.training.reports import plot_confusion, plot_history
@@ -155,9 +156,11 @@ def start_run(config: TrainConfig, replace: bool) -> None:
 
 
 def finish_run(config: TrainConfig, model: keras.Model, test_ds: tf.data.Dataset, info: DatasetInfo,
-               replicas: int, train_seconds: float, **extra: Any) -> dict[str, Any]:
+               replicas: int, **extra: Any) -> dict[str, Any]:
     """Scores the run's checkpoint (best on validation, as `evaluate` and `export`
-    of the run load it) once on the test split; writes `metrics.json` and the plots."""
+    of the run load it) once on the test split; writes `metrics.json` and the plots.
+    `train_seconds` is the training time of all its epochs, across restarts."""
+    train_seconds = EpochBackup.trained_seconds(os.path.join(config.output_dir, "backup"))
     scored, checkpoint = load_run_model(config.output_dir)
     metrics = evaluate_model(scored, test_ds, info.class_names, verbose=1 if config.verbose == 1 else 0)
     metrics.update(

@@ -9,14 +9,13 @@ Run directory layout (the same for both)::
     history.csv          one row per finished epoch (kept across restarts)
     tensorboard/         TensorBoard logs
     backup/              crash-recovery state (see EpochBackup)
-    metrics.json         test metrics of best.keras, parameter count, timings
+    metrics.json         test metrics of best.keras, parameter count, training seconds
     curves.png confusion_matrix.png
 """
 
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import keras
@@ -63,7 +62,6 @@ def train(config: TrainConfig | dict[str, Any], overwrite: bool = False) -> dict
             compile_model(model, config, steps, info.num_classes)
             if initial_epoch:
                 EpochBackup.restore(model, backup)
-        start = time.time()
         if initial_epoch < config.epochs:
             if initial_epoch and config.verbose:
                 print(f"Resuming after epoch {initial_epoch} from {backup}", flush=True)
@@ -77,6 +75,6 @@ def train(config: TrainConfig | dict[str, Any], overwrite: bool = False) -> dict
                 verbose=config.verbose,
                 shuffle=False,  # the pipeline shuffles; Keras 3 warns on Datasets otherwise
             )
-        return finish_run(config, model, test_ds, info, strategy.num_replicas_in_sync, time.time() - start)
+        return finish_run(config, model, test_ds, info, strategy.num_replicas_in_sync)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)

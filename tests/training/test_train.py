@@ -133,6 +133,8 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     m1 = json.loads((crashed / "metrics.json").read_text())
     m2 = json.loads((straight / "metrics.json").read_text())
     assert m1["accuracy"] == pytest.approx(m2["accuracy"], abs=1 / 64 + 1e-9)
+    # Training time sums the committed epochs of both processes.
+    assert m1["train_seconds"] > 0.5 * m2["train_seconds"]
 
 
 def test_a_bad_or_different_rerun_leaves_the_finished_run_as_it_was(tmp_path, capsys):
@@ -158,6 +160,9 @@ def test_a_bad_or_different_rerun_leaves_the_finished_run_as_it_was(tmp_path, ca
         path.write_bytes(b"partial")
     with pytest.warns(UserWarning, match="left by an interrupted run"):
         assert main(args) == 0  # The identical config resumes (here: already finished).
+    # The re-scored run still reports the training time of its epochs, not the rerun's.
+    assert json.loads((run / "metrics.json").read_text())["train_seconds"] == \
+        json.loads(before["metrics.json"])["train_seconds"] > 0
     assert not any(p.exists() for p in stale) and live.exists()
     assert {f: (run / f).read_bytes() for f in ("config.yaml", "best.keras", "history.csv")} == \
         {f: before[f] for f in ("config.yaml", "best.keras", "history.csv")}
