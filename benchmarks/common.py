@@ -66,10 +66,12 @@ def _fmt(value) -> str:
 
 
 def write_json(name: str, data) -> str:
-    os.makedirs("benchmarks/results", exist_ok=True)
-    path = os.path.join("benchmarks/results", f"{name}.json")
-    with open(path, "w") as f:
-        json.dump(data, f, indent=2)
+    """Writes `benchmarks/results/<name>.json` atomically."""
+    from crnn_keras.atomic import write_json as atomic_write_json
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{name}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write_json(path, data)
     return path
 
 

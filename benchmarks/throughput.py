@@ -1,24 +1,36 @@
-"""Training-step and inference throughput and peak memory: C-RNN vs the matched
-CNN baseline vs an independent PyTorch C-RNN, at one fixed configuration.
+"""Training-step and inference throughput: C-RNN vs the matched CNN vs an
+independent PyTorch C-RNN (`nn.LSTM`), measured in interleaved rounds.
 
 Default: 32x32x3 input, conv stem to an 8x8x64 map (preset `crnn_small`),
 64-unit bidirectional LSTM sweeps (rows then columns), batch 64, 2 threads.
+`--size 64` gives a 16x16 map (sequences twice as long).
 
-    python -m benchmarks.throughput            # prints a table, writes benchmarks/results/throughput.json
+Each implementation lives in its own process, built and warmed up once. The
+parent then runs `--rounds` rounds; in each, every implementation in turn
+(the order rotated from round to round, the others idle) times `--steps`
+training steps and inference batches, and a matmul process measures the
+float32 peak. A neighbour that slows the machine for a while thus hits every
+implementation of a round alike. The table gives medians over rounds; the
+ratios against PyTorch are per round, reported as median (min-max).
+
+    python -m benchmarks.throughput [--size 64] [--rounds 5]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
 import sys
+import time
 
-from benchmarks.common import (THREADS, fix_threads, forward_macs, matmul_peak_gflops, median, peak_rss_mb,
-                               print_table, run_child, time_calls, write_json)
+from benchmarks.common import THREADS, fix_threads, forward_macs, median, peak_rss_mb, print_table, write_json
 
-BATCH, SIZE, CLASSES = 64, 32, 10
+BATCH, CLASSES = 64, 10
+IMPLS = ("keras_crnn", "keras_crnn_xla", "torch_crnn", "keras_cnn")
 
 
-def keras_case(kind: str, xla: bool = False) -> dict:
+def keras_model(impl: str, size: int):
     fix_threads()
     import keras
     import numpy as np
@@ -26,19 +38,16 @@ def keras_case(kind: str, xla: bool = False) -> dict:
     from crnn_keras.models import CRNNImageClassifier, cnn_baseline
 
     keras.utils.set_random_seed(0)
-    crnn = CRNNImageClassifier.from_preset("crnn_small", num_classes=CLASSES, image_shape=(SIZE, SIZE, 3))
-    model = crnn if kind == "crnn" else cnn_baseline(crnn)
-    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=xla)
-    x = np.random.default_rng(0).integers(0, 256, (BATCH, SIZE, SIZE, 3)).astype("float32")
+    crnn = CRNNImageClassifier.from_preset("crnn_small", num_classes=CLASSES, image_shape=(size, size, 3))
+    model = cnn_baseline(crnn) if impl == "keras_cnn" else crnn
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=impl.endswith("_xla"))
+    x = np.random.default_rng(0).integers(0, 256, (BATCH, size, size, 3)).astype("float32")
     y = np.random.default_rng(1).integers(0, CLASSES, (BATCH,))
-    train = median(time_calls(lambda: model.train_on_batch(x, y), warmup=3, repeats=15))
-    infer = median(time_calls(lambda: model.predict_on_batch(x), warmup=3, repeats=15))
-    return {"impl": f"keras_{kind}" + ("_xla" if xla else ""), "params": model.count_params(),
-            "forward_macs": forward_macs(model), "train_img_s": BATCH / train, "infer_img_s": BATCH / infer,
-            "peak_rss_mb": peak_rss_mb()}
+    info = {"params": model.count_params(), "forward_macs": forward_macs(model)}
+    return info, (lambda: model.train_on_batch(x, y)), (lambda: model.predict_on_batch(x))
 
 
-def torch_case() -> dict:
+def torch_model(size: int):
     import os
 
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
@@ -80,67 +89,135 @@ def torch_case() -> dict:
 
     model = CRNN()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randint(0, 256, (BATCH, 3, SIZE, SIZE)).float()
+    x = torch.randint(0, 256, (BATCH, 3, size, size)).float()
     y = torch.randint(0, CLASSES, (BATCH,))
 
     def step():
         opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
+        nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
 
     def infer():
+        model.eval()
         with torch.no_grad():
-            model.eval()
             model(x)
-            model.train()
+        model.train()
 
-    train = median(time_calls(step, warmup=3, repeats=15))
-    inf = median(time_calls(infer, warmup=3, repeats=15))
-    return {"impl": "torch_crnn", "params": sum(p.numel() for p in model.parameters()),
-            "train_img_s": BATCH / train, "infer_img_s": BATCH / inf, "peak_rss_mb": peak_rss_mb()}
+    return {"params": sum(p.numel() for p in model.parameters())}, step, infer
 
 
-def main() -> None:
-    if len(sys.argv) > 1:  # Child process: one case.
-        case = sys.argv[1]
-        if case == "peak":
-            fix_threads()
-            result = {"matmul_peak_gflop_s": matmul_peak_gflops()}
-        elif case == "torch":
-            result = torch_case()
-        else:
-            result = keras_case(case.replace("_xla", ""), case.endswith("_xla"))
-        print(json.dumps(result))
-        return
-    rows = [run_child("throughput", case) for case in ("crnn", "cnn", "crnn_xla", "torch")]
-    peak = run_child("throughput", "peak").get("matmul_peak_gflop_s")
-    rows = [r for r in rows if "error" not in r] + [r for r in rows if "error" in r]
-    by = {r.get("impl"): r for r in rows}
-    crnn, cnn, torch = by.get("keras_crnn"), by.get("keras_cnn"), by.get("torch_crnn")
-    macs = crnn["forward_macs"] if crnn else None
-    for r in rows:  # The PyTorch model is the same architecture: the same multiply-adds.
-        r.setdefault("forward_macs", macs)
-        if r.get("forward_macs") and "train_img_s" in r:
-            # Training ~ 3 forward passes (forward, input and weight gradients); 2 FLOPs per MAC.
-            r["train_gflop_s"] = 6 * r["forward_macs"] * r["train_img_s"] / 1e9
-    print(f"batch {BATCH}, {SIZE}x{SIZE}x3, 8x8x64 map, 64-unit LSTM sweeps, {THREADS} threads")
-    print_table(rows, ["impl", "params", "forward_macs", "train_img_s", "train_gflop_s", "infer_img_s",
-                       "peak_rss_mb", "error"])
+def serve(impl: str, size: int) -> None:
+    """Child process: builds one implementation, warms it up, then answers
+    `train N` / `infer N` (median seconds per call) and `peak` lines on stdin."""
+    if impl == "peak":
+        fix_threads()
+        import tensorflow as tf
+
+        a, b = tf.random.normal((1024, 1024)), tf.random.normal((1024, 1024))
+        info, calls = {}, {"peak": lambda: tf.linalg.matmul(a, b).numpy()}
+    else:
+        info, train, infer = torch_model(size) if impl == "torch_crnn" else keras_model(impl, size)
+        calls = {"train": train, "infer": infer}
+    for fn in calls.values():
+        for _ in range(3):
+            fn()
+    print(json.dumps({"ready": True, **info}), flush=True)
+    for line in sys.stdin:
+        what, n = line.split()
+        times = []
+        for _ in range(int(n)):
+            start = time.perf_counter()
+            calls[what]()
+            times.append(time.perf_counter() - start)
+        print(json.dumps({"seconds": median(times), "peak_rss_mb": peak_rss_mb()}), flush=True)
+
+
+class Child:
+    def __init__(self, impl: str, size: int):
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.throughput", "--serve", impl,
+                                      "--size", str(size)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark child {self.proc.args[4]} died; run it alone to see why")
+        return json.loads(line)
+
+    def ask(self, what: str, n: int) -> dict:
+        self.proc.stdin.write(f"{what} {n}\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def spread(values: list[float]) -> str:
+    return f"{median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=32, help="input side (map side = size / 4)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10, help="timed calls per implementation per round")
+    parser.add_argument("--impls", default=",".join(IMPLS))
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        return serve(args.serve, args.size)
+    impls = args.impls.split(",")
+    children = {impl: Child(impl, args.size) for impl in impls}  # Started one after another.
+    peak = Child("peak", args.size)
+    samples = {impl: {"train": [], "infer": []} for impl in impls}
+    peaks, rss = [], {}
+    for r in range(args.rounds):
+        order = impls[r % len(impls):] + impls[:r % len(impls)]
+        for impl in order:
+            for what in ("train", "infer"):
+                answer = children[impl].ask(what, args.steps)
+                samples[impl][what].append(BATCH / answer["seconds"])
+                rss[impl] = answer["peak_rss_mb"]
+        peaks.append(2 * 1024**3 / peak.ask("peak", 10)["seconds"] / 1e9)
+        print(f"round {r + 1}: " + ", ".join(f"{i} {samples[i]['train'][-1]:.0f}" for i in impls)
+              + f" train img/s; peak {peaks[-1]:.0f} GFLOP/s", flush=True)
+    for child in [*children.values(), peak]:
+        child.close()
+    macs = next((c.info["forward_macs"] for c in children.values() if "forward_macs" in c.info), None)
+    rows = []
+    for impl in impls:
+        train = samples[impl]["train"]
+        # Training ~ 3 forward passes (forward, input and weight gradients); 2 FLOPs per MAC.
+        # PyTorch's model is the same architecture: the C-RNN's multiply-adds.
+        m = children[impl].info.get("forward_macs", macs if impl == "torch_crnn" else None)
+        shares = [6 * m * t / 1e9 / p for t, p in zip(train, peaks)] if m else []
+        rows.append({"impl": impl, "params": children[impl].info["params"], "forward_macs": m,
+                     "train_img_s": median(train), "train_gflop_s": 6 * m * median(train) / 1e9 if m else None,
+                     "share_of_peak": median(shares) if shares else None, "infer_img_s": median(samples[impl]["infer"]),
+                     "peak_rss_mb": rss[impl], "train_img_s_rounds": train,
+                     "infer_img_s_rounds": samples[impl]["infer"]})
+    print(f"\nbatch {BATCH}, {args.size}x{args.size}x3, {args.size // 4}x{args.size // 4}x64 map, 64-unit LSTM "
+          f"sweeps, {THREADS} threads; medians of {args.rounds} interleaved rounds of {args.steps} calls")
+    print_table(rows, ["impl", "params", "train_img_s", "train_gflop_s", "share_of_peak", "infer_img_s",
+                       "peak_rss_mb"])
     ratios = {}
-    if crnn and cnn:
-        ratios["crnn_step_time_over_cnn"] = cnn["train_img_s"] / crnn["train_img_s"]
-    if crnn and torch:
-        ratios["crnn_train_throughput_over_torch"] = crnn["train_img_s"] / torch["train_img_s"]
-    for k, v in ratios.items():
-        print(f"{k}: {v:.2f}")
-    if peak:
-        print(f"float32 matmul peak on {THREADS} threads: {peak:.0f} GFLOP/s")
-        if torch and "train_gflop_s" in torch:
-            need = 4 * torch["train_gflop_s"]
-            print(f"4x PyTorch's training throughput needs {need:.0f} GFLOP/s, "
-                  f"{100 * need / peak:.0f}% of that peak")
-    print("written to", write_json("throughput", {"rows": rows, "ratios": ratios, "matmul_peak_gflop_s": peak}))
+    if "torch_crnn" in samples:
+        base = samples["torch_crnn"]
+        for impl in impls:
+            if impl != "torch_crnn":
+                for what in ("train", "infer"):
+                    per_round = [a / b for a, b in zip(samples[impl][what], base[what])]
+                    ratios[f"{impl}_{what}_over_torch"] = {"median": median(per_round), "min": min(per_round),
+                                                           "max": max(per_round), "rounds": per_round}
+                    print(f"{impl} / torch_crnn, {what}: {spread(per_round)}")
+    print(f"float32 matmul peak: {spread(peaks)} GFLOP/s")
+    name = "throughput" if args.size == 32 else f"throughput_{args.size}"
+    print("written to", write_json(name, {"size": args.size, "rounds": args.rounds, "steps": args.steps,
+                                          "threads": THREADS, "rows": rows, "ratios": ratios,
+                                          "matmul_peak_gflop_s": peaks}))
 
 
 if __name__ == "__main__":
