@@ -18,7 +18,7 @@ def test_list_presets_says_which_carry_weights():
     assert set(ARCHITECTURES) <= set(presets)
     assert not any(presets[name]["weights"] for name in ARCHITECTURES)
     trained = [name for name, p in presets.items() if p["weights"]]
-    assert {"crnn_tiny_rooks", "crnn_fashion_mnist_trained"} <= set(trained)
+    assert {"crnn_tiny_rooks", "crnn_fashion_mnist_trained", "crnn_pathfinder_trained"} <= set(trained)
     hub = CRNNImageClassifier.presets  # keras-hub's form.
     assert list(hub) == list(presets) and hub["crnn_tiny_rooks"]["metadata"]["params"] == 46834
     assert hub["crnn_small"]["kaggle_handle"] is None and hub["crnn_tiny_rooks"]["metadata"]["weights"]
@@ -53,6 +53,10 @@ def _reproduces_its_accuracy(name):
 
 def test_rooks_preset_reproduces_its_test_accuracy():
     _reproduces_its_accuracy("crnn_tiny_rooks")
+
+
+def test_pathfinder_preset_reproduces_its_test_accuracy():
+    _reproduces_its_accuracy("crnn_pathfinder_trained")
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="Debian's dataset-fashion-mnist is not installed")
