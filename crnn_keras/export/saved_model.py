@@ -32,19 +32,24 @@ DEFAULT_MAX_PIXELS = 40_000_000
 
 
 def portable_clone(model: keras.Model) -> keras.Model:
-    """A copy of `model` whose recurrent layers never trace to cuDNN kernels.
+    """A copy of `model` whose recurrent layers trace to plain TensorFlow ops.
 
     Keras traces LSTM/GRU to `CudnnRNNV3` when a GPU is visible, which CPU-only
-    TF Serving cannot load; the copy sets `use_cudnn=False` on every sweep and
-    recurrent layer, nested models (a `CRNNBackbone`) included.
+    TF Serving cannot load, and the sweeps' `jit_compile="auto"` marks them for
+    XLA, which a TF Serving build may lack; the copy sets `use_cudnn=False` and
+    `jit_compile=False` on every sweep and recurrent layer, nested models (a
+    `CRNNBackbone`) included.
     """
 
     def no_cudnn(node):
         if isinstance(node, dict):
             if "use_cudnn" in node:
                 node["use_cudnn"] = False
+                if node.get("unroll") is not None:  # A sweep layer's config.
+                    node["jit_compile"] = False
             if node.get("registered_name") == "crnn_keras>CRNNBackbone":
                 node["config"]["sweep"]["use_cudnn"] = False
+                node["config"]["sweep"]["jit_compile"] = False
             for value in node.values():
                 no_cudnn(value)
         elif isinstance(node, list):

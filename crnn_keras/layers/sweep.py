@@ -14,11 +14,12 @@ ORDERS = ("rows_then_columns", "columns_then_rows", "parallel")
 PARALLEL_MERGES = ("concat", "sum")
 _USE_CUDNN = ("auto", True, False)
 _UNROLL = ("auto", True, False)
+_JIT_COMPILE = ("auto", False)
 # `unroll="auto"` unrolls sequences up to this length (see `_resolve_unroll`).
 AUTO_UNROLL_MAX_STEPS = 16
 _SWEEP_ARGS = (
     "units", "cell", "bidirectional", "merge_mode", "dropout",
-    "recurrent_dropout", "use_cudnn", "unroll",
+    "recurrent_dropout", "use_cudnn", "unroll", "jit_compile",
 )
 
 
@@ -99,6 +100,14 @@ def _without_object_sharing() -> Iterator[None]:
             global_state.set_global_attribute(key, value)
 
 
+def _xla_function(fn):
+    """`fn` as a TensorFlow function that XLA compiles, gradient included.
+    Built once per trace of the enclosing function, so it costs nothing per step."""
+    import tensorflow as tf
+
+    return tf.function(fn, jit_compile=True, autograph=False)
+
+
 def _check_rank4(input_shape: tuple, layer_name: str) -> None:
     if len(input_shape) != 4:
         raise ValueError(
@@ -144,6 +153,15 @@ class RowSweep(keras.layers.Layer):
             or GRU on a visible GPU with `use_cudnn` not `False`). On a CPU
             the unrolled sweep's training step is 10-23% faster, with equal
             results; longer rows stay a loop (unrolling costs trace time).
+        jit_compile: `"auto"` (default) or `False`. With `"auto"`, on the
+            TensorFlow backend, an unrolled sweep of a named cell without
+            dropout runs as one XLA-compiled function inside traced (not
+            eager) calls, while the rest of the model keeps TensorFlow's own
+            kernels (XLA's CPU convolutions are slower than oneDNN's). On a
+            2-core CPU this makes `crnn_small`'s training step about 15%
+            faster and inference about 40% faster, with equal results.
+            `False` never compiles (exports use it: TF Serving builds may
+            lack XLA).
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Input shape: `(batch, height, width, channels)`; height and width may be
@@ -169,6 +187,7 @@ class RowSweep(keras.layers.Layer):
         recurrent_dropout: float = 0.0,
         use_cudnn: Any = "auto",
         unroll: Any = "auto",
+        jit_compile: Any = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -181,6 +200,7 @@ class RowSweep(keras.layers.Layer):
         self.use_cudnn = _check_choice("use_cudnn", use_cudnn, _USE_CUDNN)
         unroll = _check_choice("unroll", unroll, _UNROLL)
         self.unroll = unroll if isinstance(unroll, str) else bool(unroll)
+        self.jit_compile = "auto" if _check_choice("jit_compile", jit_compile, _JIT_COMPILE) == "auto" else False
         if not isinstance(self.cell, str) and (self.dropout or self.recurrent_dropout):
             raise ValueError(
                 "`dropout` and `recurrent_dropout` apply to the named cells only; "
@@ -239,14 +259,34 @@ class RowSweep(keras.layers.Layer):
         x = ops.transpose(inputs, (0, 2, 1, 3)) if self._transpose else inputs
         shape = ops.shape(x)
         seqs = ops.reshape(x, (-1, shape[2], x.shape[-1]))
-        if self.unroll == "auto":
+        unroll = self.unroll
+        if unroll == "auto":
             # Decided per trace, from this call's static sequence length.
             unroll = self._resolve_unroll(seqs.shape[1])
             for rnn in [self.rnn.forward_layer, self.rnn.backward_layer] if self.bidirectional else [self.rnn]:
                 rnn.unroll = unroll
-        y = self.rnn(seqs, training=training)
+        if unroll is True and self._compiles():
+            y = _xla_function(lambda s: self.rnn(s, training=training))(seqs)
+        else:
+            y = self.rnn(seqs, training=training)
         y = ops.reshape(y, (shape[0], shape[1], shape[2], self.output_channels))
         return ops.transpose(y, (0, 2, 1, 3)) if self._transpose else y
+
+    def _compiles(self) -> bool:
+        """`jit_compile="auto"`: a traced TensorFlow call of a named cell without
+        dropout, not already inside an XLA-compiled function (whose nested
+        compiled functions TensorFlow would compile again at every step)."""
+        if self.jit_compile is False or not isinstance(self.cell, str) or self.dropout or self.recurrent_dropout:
+            return False
+        if keras.backend.backend() != "tensorflow":
+            return False
+        import tensorflow as tf
+
+        if tf.executing_eagerly():
+            return False
+        from tensorflow.python.ops import control_flow_util  # What tf.function itself checks.
+
+        return not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
     def compute_output_shape(self, input_shape):
         _check_rank4(input_shape, type(self).__name__)
@@ -266,6 +306,7 @@ class RowSweep(keras.layers.Layer):
             recurrent_dropout=self.recurrent_dropout,
             use_cudnn=self.use_cudnn,
             unroll=self.unroll,
+            jit_compile=self.jit_compile,
         )
         return config
 
@@ -304,7 +345,8 @@ class SpatialSweep2D(keras.layers.Layer):
         order: `"rows_then_columns"`, `"columns_then_rows"` or `"parallel"`.
         parallel_merge: `"concat"` or `"sum"`, for `order="parallel"`.
         cell, bidirectional, merge_mode, dropout, recurrent_dropout,
-        use_cudnn, unroll: as in `RowSweep`, shared by both sweeps.
+        use_cudnn, unroll, jit_compile: as in `RowSweep`, shared by both
+        sweeps.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Input shape: `(batch, height, width, channels)`. Output shape:
@@ -332,6 +374,7 @@ class SpatialSweep2D(keras.layers.Layer):
         recurrent_dropout: float = 0.0,
         use_cudnn: Any = "auto",
         unroll: Any = "auto",
+        jit_compile: Any = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -346,6 +389,7 @@ class SpatialSweep2D(keras.layers.Layer):
             recurrent_dropout=recurrent_dropout,
             use_cudnn=use_cudnn,
             unroll=unroll,
+            jit_compile=jit_compile,
             dtype=self.dtype_policy,
         )
         self.row_sweep = RowSweep(name="row_sweep", **sweep_args)
@@ -415,7 +459,8 @@ class SweepBlock2D(keras.layers.Layer):
         mlp_ratio: hidden size of the channel MLP over the channels; 0 for
             no MLP.
         cell, bidirectional, merge_mode, parallel_merge, dropout,
-        recurrent_dropout, use_cudnn, unroll: as in `SpatialSweep2D`.
+        recurrent_dropout, use_cudnn, unroll, jit_compile: as in
+        `SpatialSweep2D`.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Input shape: `(batch, height, width, channels)`, known channels. Output
@@ -444,6 +489,7 @@ class SweepBlock2D(keras.layers.Layer):
         recurrent_dropout: float = 0.0,
         use_cudnn: Any = "auto",
         unroll: Any = "auto",
+        jit_compile: Any = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -453,7 +499,7 @@ class SweepBlock2D(keras.layers.Layer):
         self.sweep = SpatialSweep2D(
             units, cell=cell, bidirectional=bidirectional, merge_mode=merge_mode, order=order,
             parallel_merge=parallel_merge, dropout=dropout, recurrent_dropout=recurrent_dropout,
-            use_cudnn=use_cudnn, unroll=unroll, dtype=self.dtype_policy, name="sweep",
+            use_cudnn=use_cudnn, unroll=unroll, jit_compile=jit_compile, dtype=self.dtype_policy, name="sweep",
         )
         self.sweep_norm = keras.layers.LayerNormalization(epsilon=1e-6, dtype=self.dtype_policy, name="sweep_norm")
         self.mlp_norm = self.mlp_in = self.mlp_out = self.fuse = None

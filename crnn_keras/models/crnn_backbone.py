@@ -12,7 +12,7 @@ from crnn_keras.models.backbones import apply_backbone, conv_block
 from crnn_keras.models.presets import check_base_kwargs, classproperty, hub_presets
 
 SWEEP_KEYS = ("units", "cell", "bidirectional", "merge_mode", "order", "parallel_merge",
-              "dropout", "recurrent_dropout", "use_cudnn", "unroll", "blocks", "residual", "mlp_ratio")
+              "dropout", "recurrent_dropout", "use_cudnn", "unroll", "jit_compile", "blocks", "residual", "mlp_ratio")
 
 
 def plain(value: Any) -> Any:

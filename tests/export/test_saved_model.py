@@ -104,7 +104,7 @@ def test_saved_model_cli_lists_the_signatures(exported):
     assert "inputs['images'] tensor_info:" in tensor and "shape: (-1, 16, 16, 3)" in tensor
 
 
-def test_graph_uses_only_standard_ops_and_no_cudnn(exported):
+def test_graph_uses_only_standard_ops_no_cudnn_and_no_xla(exported):
     from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow.python.framework import op_def_registry
 
@@ -119,6 +119,9 @@ def test_graph_uses_only_standard_ops_and_no_cudnn(exported):
     ops -= function_names
     assert ops and not any(op.startswith("Cudnn") for op in ops)
     assert [op for op in ops if op_def_registry.get(op) is None] == []
+    # The sweeps' XLA compilation stays in Python: TF Serving builds may lack XLA.
+    assert not [f.signature.name for m in proto.meta_graphs for f in m.graph_def.library.function
+                if "_XlaMustCompile" in f.attr and f.attr["_XlaMustCompile"].b]
 
 
 @pytest.mark.parametrize(

@@ -159,6 +159,7 @@ def test_static_shapes_and_compute_output_shape():
         (ColumnSweep, dict(units=3, bidirectional=False, recurrent_dropout=0.2, use_cudnn=True)),
         (SpatialSweep2D, dict(units=3, cell=keras.layers.LSTMCell(3), order="columns_then_rows")),
         (SpatialSweep2D, dict(units=2, cell="simple_rnn", order="parallel", parallel_merge="sum", unroll=True)),
+        (SpatialSweep2D, dict(units=2, jit_compile=False)),
     ],
 )
 def test_config_round_trip(cls, kwargs):
@@ -171,7 +172,7 @@ def test_config_round_trip(cls, kwargs):
             assert config[key] == value, key
     clone = cls.from_config(config)
     assert clone.get_config() == config
-    for key in ("units", "merge_mode", "use_cudnn", "unroll", "dropout", "recurrent_dropout", "order"):
+    for key in ("units", "merge_mode", "use_cudnn", "unroll", "jit_compile", "dropout", "recurrent_dropout", "order"):
         if key in kwargs:
             holder = clone.row_sweep if isinstance(clone, SpatialSweep2D) and key != "order" else clone
             assert getattr(holder, key) == kwargs[key], key
@@ -230,6 +231,44 @@ def test_auto_unroll_leaves_cudnn_on_gpus(monkeypatch):
     assert RowSweep(2)._resolve_unroll(8) is False
     assert RowSweep(2, use_cudnn=False)._resolve_unroll(8) is True
     assert RowSweep(2, cell="simple_rnn")._resolve_unroll(8) is True
+
+
+def _xla_functions(fn, *args):
+    """How many functions of `fn`'s graph (and its gradient's) XLA must compile."""
+    graph = fn.get_concrete_function(*args).graph.as_graph_def()
+    return sum("_XlaMustCompile" in f.attr and f.attr["_XlaMustCompile"].b for f in graph.library.function)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_traced_sweeps_compile_with_xla_and_equal_the_plain_ones(cell):
+    auto, plain = SpatialSweep2D(4, cell=cell), SpatialSweep2D(4, cell=cell, jit_compile=False)
+    x = _map(h=5, w=7)
+    auto(x), plain(x)
+    plain.set_weights(auto.get_weights())
+
+    def step(layer):
+        @tf.function
+        def run(x):
+            with tf.GradientTape() as tape:
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(y**2)
+            return y, tape.gradient(loss, layer.trainable_variables)
+        return run
+
+    runs = step(auto), step(plain)
+    assert _xla_functions(runs[0], x) >= 2 and _xla_functions(runs[1], x) == 0  # Row and column sweeps (+ grads).
+    (ya, ga), (yp, gp) = runs[0](x), runs[1](x)
+    np.testing.assert_allclose(ya, yp, atol=1e-5)
+    for a, b in zip(ga, gp):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # Not inside a function XLA compiles already (model.compile(jit_compile=True)), where
+    # TensorFlow would compile a nested one again at every call.
+    assert _xla_functions(tf.function(lambda x: auto(x), jit_compile=True), x) == 0
+    # Not where XLA would not help or cannot run: a loop, dropout, or a custom cell.
+    for layer in (RowSweep(4, unroll=False), RowSweep(4, dropout=0.1), RowSweep(4, cell=keras.layers.LSTMCell(4))):
+        assert _xla_functions(tf.function(lambda x, layer=layer: layer(x, training=True)), x) == 0
+    with pytest.raises(ValueError, match="jit_compile=True.*'auto', False"):
+        RowSweep(2, jit_compile=True)
 
 
 def test_unroll_values_are_checked():
