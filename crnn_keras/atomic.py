@@ -10,6 +10,9 @@ import uuid
 from typing import Any, Iterator
 
 
+_ACTIVE: set[str] = set()  # This process's temporaries being written now.
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yields a temporary path beside `path` (same extension); renames it onto
@@ -28,10 +31,12 @@ def atomic_path(path: str) -> Iterator[str]:
     stem, dot, ext = name.partition(".")
     # The writer's pid in the name tells a killed writer's leftover from a live one's.
     tmp = os.path.join(folder, f".{stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{dot}{ext}")
+    _ACTIVE.add(tmp)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
+        _ACTIVE.discard(tmp)
         if os.path.exists(tmp):
             os.remove(tmp)
 
@@ -50,7 +55,10 @@ def write_json(path: str, data: Any) -> None:
 
 def remove_stale_temporaries(folder: str) -> list[str]:
     """Removes, with a warning, the `atomic_path` temporaries under `folder` whose
-    writer no longer runs (a killed run's); returns their paths.
+    writer no longer runs (a killed run's); returns their paths. A file named
+    with this process's own pid is stale unless this process is writing it (a
+    restarted container often gets the killed process's pid back). Writers on
+    other machines sharing the folder are not seen.
 
     Example:
 
@@ -69,10 +77,14 @@ def remove_stale_temporaries(folder: str) -> list[str]:
     for root, _, files in os.walk(folder):
         for name in files:
             match = re.match(r"\.[^.]*\.tmp-(\d+)-[0-9a-f]{8}(\.|$)", name)
-            if match and not pid_alive(int(match.group(1))):
-                path = os.path.join(root, name)
-                os.remove(path)
-                removed.append(path)
+            path = os.path.join(root, name)
+            if not match or os.path.abspath(path) in _ACTIVE:
+                continue
+            pid = int(match.group(1))
+            if pid == os.getpid() or not pid_alive(pid):
+                with contextlib.suppress(FileNotFoundError):  # A concurrent clean-up got it first.
+                    os.remove(path)
+                    removed.append(path)
     if removed:
         warnings.warn(f"Removed {len(removed)} temporary file(s) left by an interrupted run in {folder!r}: "
                       f"{', '.join(os.path.relpath(p, folder) for p in removed)}.", stacklevel=2)

@@ -37,8 +37,9 @@ def portable_clone(model: keras.Model) -> keras.Model:
     Keras traces LSTM/GRU to `CudnnRNNV3` when a GPU is visible, which CPU-only
     TF Serving cannot load, and the sweeps' `jit_compile="auto"` marks them for
     XLA, which a TF Serving build may lack; the copy sets `use_cudnn=False` and
-    `jit_compile=False` on every sweep and recurrent layer, nested models (a
-    `CRNNBackbone`) included.
+    `jit_compile=False` on every sweep, nested models (a `CRNNBackbone`)
+    included. A plain Keras LSTM/GRU of a user's own model is not changed:
+    Keras does not serialize its `use_cudnn`.
     """
 
     def no_cudnn(node):

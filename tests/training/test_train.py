@@ -154,8 +154,10 @@ def test_a_bad_or_different_rerun_leaves_the_finished_run_as_it_was(tmp_path, ca
     # A killed writer's temporaries go on the next run; a live writer's stay.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
-    stale = [run / f".best.tmp-{dead}-0123abcd.keras", run / "backup" / f".epoch-00001.tmp-{dead}-0123abcd.weights.h5"]
-    live = run / f".last.tmp-{os.getpid()}-0123abcd.keras"
+    # A restarted container often gets the killed process's pid back: our own pid's files are stale too.
+    stale = [run / f".best.tmp-{dead}-0123abcd.keras", run / "backup" / f".epoch-00001.tmp-{dead}-0123abcd.weights.h5",
+             run / f".metrics.tmp-{os.getpid()}-0123abcd.json"]
+    live = run / f".last.tmp-{os.getppid()}-0123abcd.keras"
     for path in stale + [live]:
         path.write_bytes(b"partial")
     with pytest.warns(UserWarning, match="left by an interrupted run"):
