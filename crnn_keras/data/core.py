@@ -152,6 +152,18 @@ def _convert_channels(image: tf.Tensor, channels: int | None) -> tf.Tensor:
     raise ValueError(f"Cannot convert {image.shape[-1]}-channel images to {channels} channels.")
 
 
+def _height_width(image: tf.Tensor) -> tuple:
+    """`(height, width)`: Python ints where static, scalar tensors where not."""
+    dynamic = tf.shape(image)
+    return tuple(dynamic[i] if image.shape[i] is None else int(image.shape[i]) for i in (0, 1))
+
+
+def _scaled(size, scale: float):
+    if isinstance(size, int):
+        return int(round(size * scale))
+    return tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32)
+
+
 def make_preprocess(
     image_size: tuple[int, int] | None,
     channels: int | None,
@@ -164,7 +176,8 @@ def make_preprocess(
     """The per-example map: channels, size, and (training) augmentation.
 
     Training with `augment` follows the paper: resize to `crop_scale` times the
-    target (256 for 224), take a random crop, flip horizontally where
+    target (256 for 224; the image's own size when `image_size` is None), take
+    a random crop of the target size, flip horizontally where
     `flip_ok`, and optionally translate by up to `translate` of the size.
     Evaluation resizes deterministically. Images stay on the 0-255 scale.
     """
@@ -174,16 +187,14 @@ def make_preprocess(
         image = _convert_channels(image, channels)
         image = tf.cast(image, tf.float32)
         random = training and augment
-        if random:
+        if random:  # A crop at the target size, or at the image's own when none is given.
             seeds = tf.random.experimental.stateless_split(seed, 3)
-        if image_size is not None:
-            h, w = image_size
-            if random:
-                big = (int(round(h * crop_scale)), int(round(w * crop_scale)))
-                image = tf.image.resize(image, big)
-                image = tf.image.stateless_random_crop(image, (h, w, tf.shape(image)[-1]), seeds[0])
-            else:
-                image = tf.image.resize(image, (h, w))
+            h, w = image_size if image_size is not None else _height_width(image)
+            big = (_scaled(h, crop_scale), _scaled(w, crop_scale))
+            image = tf.image.resize(image, big)
+            image = tf.image.stateless_random_crop(image, (h, w, tf.shape(image)[-1]), seeds[0])
+        elif image_size is not None:
+            image = tf.image.resize(image, image_size)
         if random:
             if flip_ok:
                 image = tf.image.stateless_random_flip_left_right(image, seeds[1])

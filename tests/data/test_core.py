@@ -48,8 +48,21 @@ def test_augmentation_crops_flips_and_translates():
     assert np.array_equal(train(image, 0, seeds[0])[0], train(image, 0, seeds[0])[0])  # not within.
     a, b = evaluate(image, 0)[0].numpy(), evaluate(image, 0)[0].numpy()
     assert np.array_equal(a, b)  # Deterministic.
-    no_flip = make_preprocess(None, None, training=True, augment=True, flip_ok=False)
+    no_flip = make_preprocess(None, None, training=True, augment=True, flip_ok=False, crop_scale=1.0)
     assert all(np.array_equal(no_flip(image, 0, s)[0].numpy(), image.numpy()) for s in seeds)
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 1), (None, None, 1)])
+def test_augmentation_crops_at_the_images_own_size_when_no_size_is_given(shape):
+    # Fashion-MNIST trains at its own 28x28: `augment` must still crop, not only flip.
+    image = tf.reshape(tf.range(16 * 16, dtype=tf.float32), (16, 16, 1))
+    train = tf.function(make_preprocess(None, None, training=True, augment=True, flip_ok=True),
+                        input_signature=[tf.TensorSpec(shape), tf.TensorSpec((), tf.int32),
+                                         tf.TensorSpec((2,), tf.int64)])
+    outs = [train(image, 0, tf.constant([i, 3], tf.int64))[0].numpy() for i in range(8)]
+    assert all(o.shape == (16, 16, 1) for o in outs)
+    same_or_mirror = [np.allclose(o, image) or np.allclose(o, image[:, ::-1]) for o in outs]
+    assert not all(same_or_mirror)
 
 
 @pytest.mark.parametrize("split,count", [("train[:10%]", 80), ("train[1000:]", 7000), ("train[:90%]", 720),
