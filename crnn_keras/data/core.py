@@ -152,16 +152,13 @@ def _convert_channels(image: tf.Tensor, channels: int | None) -> tf.Tensor:
     raise ValueError(f"Cannot convert {image.shape[-1]}-channel images to {channels} channels.")
 
 
-def _height_width(image: tf.Tensor) -> tuple:
-    """`(height, width)`: Python ints where static, scalar tensors where not."""
-    dynamic = tf.shape(image)
-    return tuple(dynamic[i] if image.shape[i] is None else int(image.shape[i]) for i in (0, 1))
-
-
-def _scaled(size, scale: float):
-    if isinstance(size, int):
-        return int(round(size * scale))
-    return tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32)
+def _shift(image: tf.Tensor, fraction: float, seed: tf.Tensor) -> tf.Tensor:
+    """A random shift by up to `fraction` of each side: zero-pad, then crop back."""
+    shape = tf.shape(image)
+    pad_h = tf.cast(tf.round(tf.cast(shape[0], tf.float32) * fraction), tf.int32)
+    pad_w = tf.cast(tf.round(tf.cast(shape[1], tf.float32) * fraction), tf.int32)
+    padded = tf.pad(image, [[pad_h, pad_h], [pad_w, pad_w], [0, 0]])
+    return tf.image.stateless_random_crop(padded, shape, seed)
 
 
 def make_preprocess(
@@ -176,8 +173,9 @@ def make_preprocess(
     """The per-example map: channels, size, and (training) augmentation.
 
     Training with `augment` follows the paper: resize to `crop_scale` times the
-    target (256 for 224; the image's own size when `image_size` is None), take
-    a random crop of the target size, flip horizontally where
+    target (256 for 224) and take a random crop of the target size; without an
+    `image_size`, zero-pad by `(crop_scale - 1) / 2` of each side and crop back
+    (a shift: the scale stays that of evaluation). Then flip horizontally where
     `flip_ok`, and optionally translate by up to `translate` of the size.
     Evaluation resizes deterministically. Images stay on the 0-255 scale.
     """
@@ -187,23 +185,20 @@ def make_preprocess(
         image = _convert_channels(image, channels)
         image = tf.cast(image, tf.float32)
         random = training and augment
-        if random:  # A crop at the target size, or at the image's own when none is given.
-            seeds = tf.random.experimental.stateless_split(seed, 3)
-            h, w = image_size if image_size is not None else _height_width(image)
-            big = (_scaled(h, crop_scale), _scaled(w, crop_scale))
-            image = tf.image.resize(image, big)
-            image = tf.image.stateless_random_crop(image, (h, w, tf.shape(image)[-1]), seeds[0])
-        elif image_size is not None:
-            image = tf.image.resize(image, image_size)
         if random:
+            seeds = tf.random.experimental.stateless_split(seed, 3)
+            if image_size is not None:  # The paper's crop: resize up, crop the target size.
+                h, w = image_size
+                image = tf.image.resize(image, (int(round(h * crop_scale)), int(round(w * crop_scale))))
+                image = tf.image.stateless_random_crop(image, (h, w, tf.shape(image)[-1]), seeds[0])
+            else:  # At the image's own size the crop is a shift, so evaluation sees the same scale.
+                image = _shift(image, round((crop_scale - 1) / 2, 4), seeds[0])
             if flip_ok:
                 image = tf.image.stateless_random_flip_left_right(image, seeds[1])
             if translate:
-                shape = tf.shape(image)
-                pad_h = tf.cast(tf.cast(shape[0], tf.float32) * translate, tf.int32)
-                pad_w = tf.cast(tf.cast(shape[1], tf.float32) * translate, tf.int32)
-                padded = tf.pad(image, [[pad_h, pad_h], [pad_w, pad_w], [0, 0]])
-                image = tf.image.stateless_random_crop(padded, shape, seeds[2])
+                image = _shift(image, translate, seeds[2])
+        elif image_size is not None:
+            image = tf.image.resize(image, image_size)
         return tf.clip_by_value(image, 0.0, 255.0), label
 
     return preprocess

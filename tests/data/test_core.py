@@ -86,3 +86,24 @@ def test_one_default_dataset():
     from crnn_keras.training import TrainConfig
 
     assert DEFAULT_SPEC == TrainConfig().dataset == f"builtin:{DEFAULT_TASK}"
+
+
+def _shifted(image, dy, dx):
+    out = np.zeros_like(image)
+    h, w = image.shape
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = image[max(-dy, 0):h - max(dy, 0),
+                                                                       max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
+def test_the_own_size_crop_is_a_shift_of_up_to_two_pixels_at_28():
+    image = np.arange(1, 28 * 28 + 1, dtype=np.float32).reshape(28, 28) % 200 + 1
+    train = make_preprocess(None, None, training=True, augment=True, flip_ok=False)
+    shifts = set()
+    for i in range(40):
+        out = train(tf.constant(image[..., None]), 0, tf.constant([i, 1], tf.int64))[0].numpy()[..., 0]
+        found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
+                 if np.array_equal(out, _shifted(image, dy, dx))]
+        assert len(found) == 1, "not a pure shift: the scale changed"
+        shifts.add(found[0])
+    assert max(max(abs(dy), abs(dx)) for dy, dx in shifts) == 2
