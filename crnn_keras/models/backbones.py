@@ -7,7 +7,7 @@ from typing import Any
 
 import keras
 
-from crnn_keras.layers import PixelScaling
+from crnn_keras.layers import BatchNormalization, PixelScaling
 
 # keras.applications name -> the pixel scaling it expects (`"none"`: built in).
 APPLICATIONS: dict[str, str] = {
@@ -31,8 +31,8 @@ def _conv_bn_relu(x, filters, kernel_size, name, strides=1, padding="same", sync
     x = keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv"
     )(x)
-    # synchronized: statistics over the global batch of all replicas.
-    x = keras.layers.BatchNormalization(synchronized=sync_batch_norm, name=f"{name}_bn")(x)
+    # synchronized: statistics over the global batch of all replicas. Fused on TensorFlow.
+    x = BatchNormalization(synchronized=sync_batch_norm, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
