@@ -51,15 +51,14 @@ class BatchNormalization(keras.layers.BatchNormalization):
         import tensorflow as tf
 
         x = tf.cast(inputs, "float32")  # Keras, too, normalizes in float32.
-        channels = x.shape[-1]
-        gamma = self.gamma if self.scale else tf.ones((channels,), "float32")
-        beta = self.beta if self.center else tf.zeros((channels,), "float32")
+        gamma = self.gamma if self.scale else tf.ones_like(self.moving_mean)
+        beta = self.beta if self.center else tf.zeros_like(self.moving_mean)
         if training and self.trainable:
             y, mean, unbiased, *_ = tf.compat.v1.nn.fused_batch_norm(
                 x, gamma, beta, epsilon=self.epsilon, data_format="NHWC", is_training=True
             )
             # The op returns the unbiased variance; Keras's moving average takes the biased one.
-            n = tf.cast(tf.size(x) // channels, "float32")
+            n = tf.cast(tf.size(x, out_type=tf.int64) // tf.shape(x, out_type=tf.int64)[-1], "float32")
             variance = unbiased * (n - 1.0) / tf.maximum(n, 1.0)
             momentum = self.momentum
             self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))

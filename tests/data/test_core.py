@@ -107,3 +107,14 @@ def test_the_own_size_crop_is_a_shift_of_up_to_two_pixels_at_28():
         assert len(found) == 1, "not a pure shift: the scale changed"
         shifts.add(found[0])
     assert max(max(abs(dy), abs(dx)) for dy, dx in shifts) == 2
+
+
+def test_shifts_round_halves_up_and_a_crop_scale_below_one_is_refused():
+    image = tf.ones((10, 10, 1))
+    train = make_preprocess(None, None, training=True, augment=True, flip_ok=False, translate=0.25,
+                            crop_scale=1.0)
+    # 2.5 px rounds up to 3: some shift moves the image's edge 3 px in.
+    outs = [train(image, 0, tf.constant([i, 2], tf.int64))[0].numpy()[..., 0] for i in range(60)]
+    assert max(int((o.sum(axis=0) == 0).sum()) for o in outs) == 3
+    with pytest.raises(ValueError, match="crop_scale"):
+        make_preprocess(None, None, training=True, augment=True, flip_ok=False, crop_scale=0.9)

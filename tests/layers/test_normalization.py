@@ -16,8 +16,8 @@ def _pair(**kwargs):
     weights = [RNG.normal(size=3).astype("float32") for _ in range(2)]
     stats = [RNG.normal(size=3).astype("float32"), RNG.uniform(0.5, 2, size=3).astype("float32")]
     for layer in (ours, theirs):
-        layer.set_weights((weights if layer.scale and layer.center else []) + stats)
-    return ours, theirs
+        layer.set_weights(weights[:int(layer.scale)] + weights[1:1 + int(layer.center)] + stats)
+    return ours, theirs, stats
 
 
 def _fused_ops(layer, x, training):
@@ -29,7 +29,7 @@ def _fused_ops(layer, x, training):
 @pytest.mark.parametrize("training", [True, False])
 def test_outputs_gradients_and_moving_statistics_equal_keras(training):
     x = tf.constant(RNG.normal(2.0, 3.0, size=(4, 5, 6, 3)).astype("float32"))
-    ours, theirs = _pair(momentum=0.9)
+    ours, theirs, stats = _pair(momentum=0.9)
     assert _fused_ops(ours, x, training) and not _fused_ops(theirs, x, training)
     results = []
     for layer in (ours, theirs):
@@ -41,8 +41,9 @@ def test_outputs_gradients_and_moving_statistics_equal_keras(training):
         results.append([y, *grads, layer.moving_mean, layer.moving_variance])
     for a, b in zip(*results):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
-    if training:  # The moving averages moved, by Keras's biased-variance rule.
-        assert not np.allclose(np.asarray(ours.moving_variance), _pair()[1].moving_variance.numpy())
+    # Training moves the moving averages (by Keras's biased-variance rule, as compared above).
+    moved = [not np.allclose(np.asarray(v), s) for v, s in zip((ours.moving_mean, ours.moving_variance), stats)]
+    assert moved == [training, training]
 
 
 @pytest.mark.parametrize("kwargs", [{"synchronized": True}, {"axis": 1}, {"epsilon": 1e-6},
@@ -85,3 +86,17 @@ def test_weights_of_keras_batch_norm_models_load_and_config_round_trips(tmp_path
     np.testing.assert_allclose(loaded(x), ours(x), rtol=1e-6)
     layer = BatchNormalization(momentum=0.8, epsilon=2e-3)
     assert BatchNormalization.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_unknown_shapes_xla_and_frozen_layers_match_keras():
+    x = tf.constant(RNG.normal(size=(4, 5, 6, 3)).astype("float32"))
+    ours, theirs, _ = _pair(center=False)
+    spec = tf.TensorSpec((None, None, None, 3))
+    for jit in (False, True):
+        fns = [tf.function(lambda t, layer=layer: layer(t, training=True), input_signature=[spec],
+                           jit_compile=jit) for layer in (ours, theirs)]
+        np.testing.assert_allclose(fns[0](x), fns[1](x), rtol=1e-5, atol=1e-5)
+    ours.trainable = theirs.trainable = False  # Frozen: moving statistics, even in training.
+    before = ours.moving_mean.numpy()
+    np.testing.assert_allclose(ours(x, training=True), theirs(x, training=True), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(ours.moving_mean.numpy(), before)
