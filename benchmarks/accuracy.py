@@ -1,11 +1,14 @@
 """The accuracy table: C-RNN against its parameter-matched CNN, same recipe, on this CPU.
 
-    python -m benchmarks.accuracy [--tasks pathfinder,pathfinder_hard,fashion_mnist] [--quick]
+    python -m benchmarks.accuracy [--tasks pathfinder,pathfinder_hard,fashion_mnist]
+                                  [--models crnn,cnn_baseline,deep_cnn] [--quick]
 
-Each task trains the C-RNN preset and `cnn_baseline` of it through
+Each task trains the C-RNN preset, `cnn_baseline` of it (the matched CNN: one
+wide conv block in place of the sweeps) and `deep_cnn` (a deeper control of the
+same size: `DEEP_CNN_DEPTH` residual conv blocks) through
 `crnn_keras.training.train` (so every run leaves its TensorBoard logs,
 `curves.png` and `metrics.json` under `runs/accuracy/<task>/<model>`), with the
-same config apart from `model`. Test accuracy is that of the best checkpoint on
+same config apart from the model. Test accuracy is that of the best checkpoint on
 validation, scored once on the test split. Results merge into
 `benchmarks/results/accuracy.json` after each task (written atomically; other
 tasks' rows are kept, so a crash loses only the task it was in) and print as a
@@ -50,9 +53,13 @@ TASKS = {
     },
 }
 QUICK = {"epochs": 1}
+DEEP_CNN_DEPTH = 4
+MODELS = {"crnn": {"model": "crnn"}, "cnn_baseline": {"model": "cnn_baseline"},
+          "deep_cnn": {"model": "cnn_baseline", "baseline_depth": DEEP_CNN_DEPTH}}
 
 
-def run_task(name: str, quick: bool, output_root: str, collect: bool = False) -> list[dict]:
+def run_task(name: str, quick: bool, output_root: str, collect: bool = False,
+             models: tuple[str, ...] = tuple(MODELS)) -> list[dict]:
     task = TASKS[name]
     dataset = task["dataset"]
     recipe = dict(task["recipe"])
@@ -61,8 +68,8 @@ def run_task(name: str, quick: bool, output_root: str, collect: bool = False) ->
         dataset = source + "?train_size=256&validation_size=64&test_size=128"
         recipe.update(QUICK)
     rows = []
-    for model in ("crnn", "cnn_baseline"):
-        config = make_config(dataset=dataset, preset=task["preset"], model=model, verbose=2,
+    for model in models:
+        config = make_config(dataset=dataset, preset=task["preset"], verbose=2, **MODELS[model],
                              output_dir=os.path.join(output_root, name, model), **recipe)
         if collect:
             path = os.path.join(config.output_dir, "metrics.json")
@@ -96,6 +103,7 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {sorted(TASKS)}")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {list(MODELS)}")
     parser.add_argument("--quick", action="store_true", help="tiny smoke runs; numbers mean nothing")
     parser.add_argument("--output-root", default=os.path.join("runs", "accuracy"))
     parser.add_argument("--results", default=RESULTS, help="JSON file the rows merge into")
@@ -106,21 +114,24 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(names) - set(TASKS))
     if unknown:
         parser.error(f"unknown tasks {unknown}; expected some of {sorted(TASKS)}")
+    models = tuple(m for m in args.models.split(",") if m)
+    if not models or set(models) - set(MODELS):
+        parser.error(f"unknown models {sorted(set(models) - set(MODELS))}; expected some of {list(MODELS)}")
     rows = []
     for name in names:
-        task_rows = run_task(name, args.quick, args.output_root, args.collect)
+        task_rows = run_task(name, args.quick, args.output_root, args.collect, models)
         rows = merge(args.results, task_rows)
     print(table(rows))
 
 
 def merge(results: str, task_rows: list[dict]) -> list[dict]:
-    """Replaces the rows of `task_rows`' task in `results`; returns all rows."""
+    """Replaces the rows of `task_rows`' (task, model)s in `results`; returns all rows."""
     previous = []
     if os.path.exists(results):
         with open(results, encoding="utf-8") as f:
             previous = json.load(f)["rows"]
-    tasks = {r["task"] for r in task_rows}
-    rows = [r for r in previous if r["task"] not in tasks] + task_rows
+    new = {(r["task"], r["model"]) for r in task_rows}
+    rows = [r for r in previous if (r["task"], r["model"]) not in new] + task_rows
     os.makedirs(os.path.dirname(os.path.abspath(results)), exist_ok=True)
     write_json(results, {"rows": rows})
     return rows

@@ -61,8 +61,8 @@ class CRNNBackbone(Backbone):
     `SpatialSweep2D` (bidirectional row and column sweeps), so every output
     position sees the whole map. `sweep={"blocks": 0}` gives the CNN-only
     baseline with the same class, for ablations; `match_filters` then adds
-    one 3x3 conv block (the parameter-matched baseline's, see
-    `cnn_baseline`).
+    3x3 conv blocks (the parameter-matched baseline's, see `cnn_baseline`):
+    `match_depth` of them, the second on residual.
 
     Args:
         image_shape: `(height, width, channels)`; height and width may be
@@ -80,8 +80,10 @@ class CRNNBackbone(Backbone):
             a residual add, then a residual channel MLP of `mlp_ratio`,
             default 2), with a final layer norm; its `order` defaults to
             `"parallel"`.
-        match_filters: filters of an extra 3x3 conv block after the CNN, or
-            `None` for none.
+        match_filters: filters of the extra 3x3 conv blocks after the CNN,
+            or `None` for none.
+        match_depth: how many such blocks; each after the first adds its
+            input back (a residual block).
         dtype: the dtype policy of every layer, e.g. `"mixed_bfloat16"`;
             defaults to Keras's global policy.
 
@@ -104,6 +106,7 @@ class CRNNBackbone(Backbone):
         cnn: dict | None = None,
         sweep: dict | None = None,
         match_filters: int | None = None,
+        match_depth: int = 1,
         dtype: Any = None,
         **kwargs,
     ):
@@ -120,6 +123,10 @@ class CRNNBackbone(Backbone):
             isinstance(match_filters, bool) or not isinstance(match_filters, int) or match_filters < 1
         ):
             raise ValueError(f"`match_filters` must be a positive int or None, got {match_filters!r}.")
+        if isinstance(match_depth, bool) or not isinstance(match_depth, int) or match_depth < 1:
+            raise ValueError(f"`match_depth` must be a positive int, got {match_depth!r}.")
+        if match_depth > 1 and not match_filters:
+            raise ValueError(f"`match_depth={match_depth}` needs `match_filters` (the blocks' width).")
 
         # === Layers and functional model, under the requested dtype policy ===
         previous = keras.config.dtype_policy()
@@ -128,9 +135,11 @@ class CRNNBackbone(Backbone):
         try:
             inputs = keras.Input(image_shape, name="images")
             x = apply_backbone(inputs, cnn)
-            if match_filters:
-                x = conv_block(x, match_filters, name="match_block",
-                               sync_batch_norm=bool(cnn.get("sync_batch_norm", False)))
+            sync_batch_norm = bool(cnn.get("sync_batch_norm", False))
+            for i in range(1, match_depth + 1 if match_filters else 1):
+                name = "match_block" if i == 1 else f"match_block_{i}"
+                y = conv_block(x, match_filters, name=name, sync_batch_norm=sync_batch_norm)
+                x = y if i == 1 else keras.layers.Add(name=f"{name}_add")([x, y])
             sweep_args = {k: v for k, v in sweep.items() if k not in ("blocks", "residual")}
             blocks = sweep.get("blocks", 1)
             residual = sweep.get("residual", False)
@@ -150,6 +159,7 @@ class CRNNBackbone(Backbone):
         self.cnn = cnn
         self.sweep = sweep
         self.match_filters = match_filters
+        self.match_depth = match_depth
 
     @property
     def sweep_blocks(self) -> int:
@@ -162,6 +172,7 @@ class CRNNBackbone(Backbone):
             cnn=plain(self.cnn),
             sweep=plain(self.sweep),
             match_filters=self.match_filters,
+            match_depth=self.match_depth,
         )
         return config
 

@@ -258,11 +258,14 @@ class CRNNImageClassifier(ImageClassifier):
 
 
 def cnn_baseline(classifier: CRNNImageClassifier, match_params: bool = True,
-                 name: str = "cnn_baseline") -> CRNNImageClassifier:
+                 name: str = "cnn_baseline", depth: int = 1) -> CRNNImageClassifier:
     """The same CNN and head with no sweep, for ablations; freshly initialised.
 
-    With `match_params`, one 3x3 conv block is added after the CNN with as
-    many filters as brings the parameter count closest to `classifier`'s.
+    With `match_params`, `depth` 3x3 conv blocks (the second on residual) are
+    added after the CNN, with as many filters as brings the parameter count
+    closest to `classifier`'s. `depth=1` is the package's matched CNN; a
+    larger `depth` gives a deeper control of the same size, whose receptive
+    field grows by 2 map pixels per block.
 
     Example:
 
@@ -270,9 +273,16 @@ def cnn_baseline(classifier: CRNNImageClassifier, match_params: bool = True,
     >>> cnn = cnn_baseline(crnn)
     >>> abs(cnn.count_params() - crnn.count_params()) / crnn.count_params() < 0.02
     True
+    >>> deep = cnn_baseline(crnn, depth=3)
+    >>> deep.backbone.match_depth, abs(deep.count_params() - crnn.count_params()) < 0.02 * crnn.count_params()
+    (3, True)
     """
     if not isinstance(classifier, CRNNImageClassifier):
         raise ValueError(f"`cnn_baseline` takes a CRNNImageClassifier, got {type(classifier).__name__}.")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"`depth` must be a positive int, got {depth!r}.")
+    if depth > 1 and not match_params:
+        raise ValueError(f"`depth={depth}` sizes its blocks to match the parameters; it needs match_params=True.")
     b = classifier.backbone
     head = {k: v for k, v in classifier.get_config().items()
             if k in ("num_classes", "pooling", "hidden_units", "dropout", "pool_size",
@@ -280,21 +290,34 @@ def cnn_baseline(classifier: CRNNImageClassifier, match_params: bool = True,
     sweep = {**plain(b.sweep), "blocks": 0}
 
     def build(filters):
-        backbone = CRNNBackbone(b.image_shape, plain(b.cnn), sweep, match_filters=filters, dtype=b.dtype_policy)
+        backbone = CRNNBackbone(b.image_shape, plain(b.cnn), sweep, match_filters=filters,
+                                match_depth=depth if filters else 1, dtype=b.dtype_policy)
         return CRNNImageClassifier(backbone, name=name, compile=False, **head)
 
     if not match_params:
         model = build(None)
     else:
         target = classifier.count_params()
-        # The count is linear in the block's filters: conv, BN and the head's fan-in
-        # (with a flatten head too, as the map size does not change).
-        base = build(1).count_params()
-        per_filter = build(2).count_params() - base
-        filters = math.floor((target - base) / per_filter + 1.5)
-        if filters < 1:
+        # The count is a quadratic in the blocks' filters (linear for one block: conv, BN and
+        # the head's fan-in; a flatten head too, as the map size does not change). Fit it
+        # exactly from three widths, then take the integer width closest to the target.
+        c1, c2, c3 = (build(f).count_params() for f in (1, 2, 3))
+        a = (c3 - 2 * c2 + c1) / 2
+        lin = c2 - c1 - 3 * a
+
+        def count(f):
+            return c1 + a * (f * f - 1) + lin * (f - 1)
+
+        if a:
+            guess = (-lin + math.sqrt(max(lin * lin - 4 * a * (c1 - a - lin - target), 0.0))) / (2 * a)
+        else:
+            guess = 1 + (target - c1) / lin
+        floor = math.floor(guess)
+        # The closest width; ties go to the wider block (half rounds up).
+        filters = min({max(1, floor), max(1, floor + 1)}, key=lambda f: (abs(count(f) - target), -f))
+        if filters == 1 and count(1) - target > (c2 - c1) / 2:
             raise ValueError(
-                f"The baseline with a 1-filter block already has {base} parameters, more "
+                f"The baseline with 1-filter blocks already has {c1} parameters, more "
                 f"than the C-RNN's {target}; no conv block can match it."
             )
         model = build(filters)

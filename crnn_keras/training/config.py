@@ -25,6 +25,7 @@ FIELD_HELP = {
     "sweep": 'sweep overrides as JSON, e.g. \'{"units": 32, "cell": "gru", "blocks": 2}\'',
     "head": 'head overrides as JSON, e.g. \'{"pooling": "max", "dropout": 0.3}\'',
     "match_params": "give the CNN baseline one conv block sized to match the C-RNN's parameters",
+    "baseline_depth": "conv blocks of the CNN baseline's matched part (2nd on residual): a deeper control",
     "image_size": "resize images to this square size (default: the dataset's)",
     "channels": "1 or 3 image channels (default: the dataset's)",
     "epochs": "training epochs",
@@ -68,6 +69,7 @@ class TrainConfig:
     sweep: dict = dataclasses.field(default_factory=dict)
     head: dict = dataclasses.field(default_factory=dict)
     match_params: bool = True
+    baseline_depth: int = 1
     image_size: int | None = None
     channels: int | None = None
     epochs: int = 5
@@ -104,7 +106,7 @@ class TrainConfig:
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 fail(f"unknown {name}={getattr(self, name)!r}; expected one of {choices}.")
-        for name in ("epochs", "batch_size", "step_epochs"):
+        for name in ("epochs", "batch_size", "step_epochs", "baseline_depth"):
             if getattr(self, name) < 1:
                 fail(f"{name} must be >= 1, got {getattr(self, name)}.")
         if not self.learning_rate > 0:
@@ -119,6 +121,9 @@ class TrainConfig:
             fail("label_smoothing and momentum must be < 1, translate < 0.5.")
         if self.warmup_epochs >= self.epochs:
             fail(f"warmup_epochs={self.warmup_epochs} must be less than epochs={self.epochs}.")
+        if self.baseline_depth != 1 and (self.model != "cnn_baseline" or not self.match_params):
+            fail(f"baseline_depth={self.baseline_depth} applies only to model='cnn_baseline' with "
+                 "match_params=true; remove it or change those.")
         if self.image_size is not None and self.image_size < 8:
             fail(f"image_size must be >= 8, got {self.image_size}.")
         if self.channels not in (None, 1, 3):

@@ -75,7 +75,7 @@ def build_model(config: TrainConfig, info: DatasetInfo) -> CRNNImageClassifier:
     )
     if config.model == "crnn":
         return crnn
-    return cnn_baseline(crnn, match_params=config.match_params)
+    return cnn_baseline(crnn, match_params=config.match_params, depth=config.baseline_depth)
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:

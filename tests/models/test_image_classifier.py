@@ -4,7 +4,7 @@ import keras
 import keras_hub
 
 from crnn_keras.layers import SpatialSweep2D
-from crnn_keras.models import CRNNImageClassifier, SparseCategoricalCrossentropy, cnn_baseline
+from crnn_keras.models import CRNNBackbone, CRNNImageClassifier, SparseCategoricalCrossentropy, cnn_baseline
 
 
 def _images(n, shape, seed=0):
@@ -97,6 +97,30 @@ def test_baseline_has_the_same_cnn_and_matched_parameters(preset):
     assert matched.backbone.get_layer("match_block_conv").filters > 0
     assert matched.backbone.sweep_blocks == 0
 
+
+
+def test_a_deeper_baseline_stacks_residual_blocks_of_the_same_size():
+    crnn = CRNNImageClassifier.from_preset("crnn_pathfinder", num_classes=2)
+    deep = cnn_baseline(crnn, depth=3)
+    b = deep.backbone
+    assert b.match_depth == 3 and b.sweep_blocks == 0
+    assert [layer.name for layer in b.layers if isinstance(layer, keras.layers.Add)] == [
+        "match_block_2_add", "match_block_3_add"]
+    assert abs(deep.count_params() - crnn.count_params()) / crnn.count_params() < 0.01
+    # No other width is closer.
+    width = b.match_filters
+    counts = {f: CRNNBackbone(b.image_shape, b.cnn, b.sweep, match_filters=f, match_depth=3).count_params()
+              for f in (width - 1, width, width + 1)}
+    head = deep.count_params() - counts[width]
+    assert min(counts, key=lambda f: abs(counts[f] + head - crnn.count_params())) == width
+    clone = CRNNBackbone.from_config(b.get_config())
+    assert clone.match_depth == 3 and clone.count_params() == b.count_params()
+    with pytest.raises(ValueError, match="match_params"):
+        cnn_baseline(crnn, match_params=False, depth=2)
+    with pytest.raises(ValueError, match="depth"):
+        cnn_baseline(crnn, depth=0)
+    with pytest.raises(ValueError, match="needs `match_filters`"):
+        CRNNBackbone(b.image_shape, b.cnn, b.sweep, match_depth=2)
 
 @pytest.mark.parametrize(
     "kwargs,message",

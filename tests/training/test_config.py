@@ -36,6 +36,9 @@ def test_file_then_flags(tmp_path):
         # An option the optimizer does not have is refused, not ignored.
         ({"optimizer": "adamw", "momentum": 0.5}, "momentum=0.5 applies only to optimizer='sgd'"),
         ({"optimizer": "sgd", "momentum": 1.0}, "momentum must be < 1"),
+        ({"baseline_depth": 3}, "baseline_depth=3 applies only to model='cnn_baseline'"),
+        ({"model": "cnn_baseline", "match_params": False, "baseline_depth": 2}, "match_params=true"),
+        ({"model": "cnn_baseline", "baseline_depth": 0}, "baseline_depth must be >= 1"),
     ],
 )
 def test_bad_configs_fail_before_any_work(data, message, tmp_path):
@@ -59,6 +62,8 @@ def test_to_command_round_trips_through_the_cli():
     config = TrainConfig(dataset="builtin:rooks?train_size=64", preset="crnn_small", epochs=3,
                          sweep={"units": 48, "cell": "gru"}, backbone={"sync_batch_norm": True},
                          augment=True, match_params=False, learning_rate=2e-3).validate()
+    deep = TrainConfig(model="cnn_baseline", baseline_depth=4, epochs=2).validate()
+    assert _config_from_args(build_parser().parse_args(shlex.split(to_command(deep))[1:])) == deep
     argv = shlex.split(to_command(config))
     assert argv[:2] == ["crnn-keras", "train"]
     assert _config_from_args(build_parser().parse_args(argv[1:])) == config
