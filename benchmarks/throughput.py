@@ -3,7 +3,9 @@ independent PyTorch C-RNN (`nn.LSTM`), measured in interleaved rounds.
 
 Default: 32x32x3 input, conv stem to an 8x8x64 map (preset `crnn_small`),
 64-unit bidirectional LSTM sweeps (rows then columns), batch 64, 2 threads.
-`--size 64` gives a 16x16 map (sequences twice as long).
+`--size 64` gives a 16x16 map (sequences twice as long). Two rows switch one
+route off: `keras_crnn_keras_bn` (Keras's unfused BatchNormalization) and
+`keras_crnn_tf_threads` (TensorFlow's default inter-op pool instead of 1).
 
 Each implementation lives in its own process, built and warmed up once. The
 parent then runs `--rounds` rounds; in each, every implementation in turn
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -27,16 +30,26 @@ import time
 from benchmarks.common import THREADS, fix_threads, forward_macs, median, peak_rss_mb, print_table, write_json
 
 BATCH, CLASSES = 64, 10
-IMPLS = ("keras_crnn", "keras_crnn_xla", "torch_crnn", "keras_cnn")
+IMPLS = ("keras_crnn", "keras_crnn_xla", "keras_crnn_keras_bn", "keras_crnn_tf_threads", "torch_crnn", "keras_cnn")
+# keras_crnn_keras_bn: the default C-RNN with Keras's own (unfused) BatchNormalization in the stem.
+# keras_crnn_tf_threads: the default C-RNN with TensorFlow's own thread pools (inter-op = cores).
 
 
 def keras_model(impl: str, size: int):
-    fix_threads()
+    if impl == "keras_crnn_tf_threads":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+    else:
+        fix_threads()
     import keras
     import numpy as np
 
-    from crnn_keras.models import CRNNImageClassifier, cnn_baseline
+    from crnn_keras.models import CRNNImageClassifier, backbones, cnn_baseline
 
+    if impl == "keras_crnn_keras_bn":
+        backbones.BatchNormalization = keras.layers.BatchNormalization
     keras.utils.set_random_seed(0)
     crnn = CRNNImageClassifier.from_preset("crnn_small", num_classes=CLASSES, image_shape=(size, size, 3))
     model = cnn_baseline(crnn) if impl == "keras_cnn" else crnn
@@ -48,8 +61,6 @@ def keras_model(impl: str, size: int):
 
 
 def torch_model(size: int):
-    import os
-
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
     import torch
     from torch import nn
