@@ -13,14 +13,16 @@ import time
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 
 
-def fix_threads() -> None:
-    """Pins TF (and torch, if used) to THREADS intra-op and 1 inter-op thread."""
+def fix_threads(inter_op: int | None = 1) -> None:
+    """Pins TF (and torch, if used) to THREADS intra-op threads and `inter_op`
+    inter-op threads (None: TensorFlow's default pool, as the package runs)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    if inter_op is not None:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
 
 
 def peak_rss_mb() -> float:

@@ -3,9 +3,10 @@ independent PyTorch C-RNN (`nn.LSTM`), measured in interleaved rounds.
 
 Default: 32x32x3 input, conv stem to an 8x8x64 map (preset `crnn_small`),
 64-unit bidirectional LSTM sweeps (rows then columns), batch 64, 2 threads.
-`--size 64` gives a 16x16 map (sequences twice as long). Two rows switch one
-route off: `keras_crnn_keras_bn` (Keras's unfused BatchNormalization) and
-`keras_crnn_tf_threads` (TensorFlow's default inter-op pool instead of 1).
+`--size 64` gives a 16x16 map (sequences twice as long). The Keras rows use
+`THREADS` intra-op threads and TensorFlow's default inter-op pool, as the
+package does. Two rows switch one route off: `keras_crnn_keras_bn` (Keras's
+unfused BatchNormalization) and `keras_crnn_inter1` (one inter-op thread).
 
 Each implementation lives in its own process, built and warmed up once. The
 parent then runs `--rounds` rounds; in each, every implementation in turn
@@ -30,19 +31,14 @@ import time
 from benchmarks.common import THREADS, fix_threads, forward_macs, median, peak_rss_mb, print_table, write_json
 
 BATCH, CLASSES = 64, 10
-IMPLS = ("keras_crnn", "keras_crnn_xla", "keras_crnn_keras_bn", "keras_crnn_tf_threads", "torch_crnn", "keras_cnn")
-# keras_crnn_keras_bn: the default C-RNN with Keras's own (unfused) BatchNormalization in the stem.
-# keras_crnn_tf_threads: the default C-RNN with TensorFlow's own thread pools (inter-op = cores).
+IMPLS = ("keras_crnn", "keras_crnn_xla", "keras_crnn_keras_bn", "keras_crnn_inter1", "torch_crnn", "keras_cnn")
+# Keras rows run as the package does: THREADS intra-op threads, TensorFlow's own inter-op pool.
+# keras_crnn_keras_bn: the C-RNN with Keras's own (unfused) BatchNormalization in the stem.
+# keras_crnn_inter1: the C-RNN with one inter-op thread (ops run one at a time).
 
 
 def keras_model(impl: str, size: int):
-    if impl == "keras_crnn_tf_threads":
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-    else:
-        fix_threads()
+    fix_threads(inter_op=1 if impl == "keras_crnn_inter1" else None)
     import keras
     import numpy as np
 
