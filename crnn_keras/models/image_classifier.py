@@ -298,11 +298,12 @@ def cnn_baseline(classifier: CRNNImageClassifier, match_params: bool = True,
         model = build(None)
     else:
         target = classifier.count_params()
-        # The count is a quadratic in the blocks' filters (linear for one block: conv, BN and
-        # the head's fan-in; a flatten head too, as the map size does not change). Fit it
-        # exactly from three widths, then take the integer width closest to the target.
-        c1, c2, c3 = (build(f).count_params() for f in (1, 2, 3))
-        a = (c3 - 2 * c2 + c1) / 2
+        # The count is linear in one block's filters (conv, BN and the head's fan-in; a flatten
+        # head too, as the map size does not change), and quadratic with residual blocks (their
+        # FxF convs). Fit it exactly (a third width only for the quadratic), then take the
+        # integer width closest to the target.
+        c1, c2 = build(1).count_params(), build(2).count_params()
+        a = (build(3).count_params() - 2 * c2 + c1) / 2 if depth > 1 else 0
         lin = c2 - c1 - 3 * a
 
         def count(f):
