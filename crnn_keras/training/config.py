@@ -131,13 +131,24 @@ class TrainConfig:
         if self.strategy == "multi_worker" and (self.precision != "float32" or self.xla):
             fail("strategy='multi_worker' runs a custom loop in float32 without XLA; "
                  "set precision='float32' and xla=false.")
-        from crnn_keras.data.core import parse_spec
+        from crnn_keras.data.core import parse_spec, parse_split
         from crnn_keras.models import list_presets
 
         try:
             parse_spec(self.dataset)
+            splits = {name: parse_split(getattr(self, name)) for name in ("validation_split", "test_split")}
         except ValueError as err:
-            fail(f"dataset: {err}")
+            fail(str(err))
+        for name, (base, _, _) in splits.items():
+            if base == "train":  # Training reads all of "train"; a slice of it would overlap.
+                fail(f"{name}={getattr(self, name)!r} reads the training split, which training uses "
+                     "whole, so the model would be selected or scored on its own training images. Use "
+                     "'validation' (carved from train, disjoint, where a source has none) or 'test'.")
+        (val_base, *val_slice), (test_base, *test_slice) = splits.values()
+        if val_base == test_base and (not any(val_slice) or not any(test_slice)):
+            fail(f"validation_split={self.validation_split!r} and test_split={self.test_split!r} overlap: "
+                 "test data would choose the checkpoint. Use disjoint slices, e.g. 'test[:50%]' and "
+                 "'test[50%:]', or the 'validation' split.")
 
         if self.preset not in list_presets():
             fail(f"unknown preset={self.preset!r}; expected one of {list_presets()}.")

@@ -20,6 +20,11 @@ def test_file_then_flags(tmp_path):
     assert json.loads((tmp_path / "out.json").read_text())["epochs"] == 7
 
 
+def test_disjoint_slices_of_one_split_are_allowed():
+    config = TrainConfig.from_dict({"validation_split": "test[:50%]", "test_split": "test[50%:]"})
+    assert config.validation_split == "test[:50%]"
+
+
 @pytest.mark.parametrize(
     "data,message",
     [
@@ -39,6 +44,12 @@ def test_file_then_flags(tmp_path):
         ({"baseline_depth": 3}, "baseline_depth=3 applies only to model='cnn_baseline'"),
         ({"model": "cnn_baseline", "match_params": False, "baseline_depth": 2}, "match_params=true"),
         ({"model": "cnn_baseline", "baseline_depth": 0}, "baseline_depth must be >= 1"),
+        # Validation or test read from the data training uses, or test choosing the checkpoint.
+        ({"validation_split": "train[90%:]"}, "validation_split='train\\[90%:\\]' reads the training split"),
+        ({"test_split": "train"}, "test_split='train' reads the training split"),
+        ({"validation_split": "test"}, "overlap"),
+        ({"validation_split": "test[:50%]"}, "overlap"),
+        ({"validation_split": "validation[:"}, "Bad split"),
     ],
 )
 def test_bad_configs_fail_before_any_work(data, message, tmp_path):
