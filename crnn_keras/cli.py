@@ -80,17 +80,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from crnn_keras.training import evaluate_model, load_config_file
 
     model, _ = _model_and_names(args.model)
-    dataset, image_size, channels = args.dataset, args.image_size, None
+    dataset, image_size, channels, seed = args.dataset, args.image_size, None, args.seed
     config_path = os.path.join(args.model, "config.yaml")
     if os.path.isdir(args.model) and os.path.exists(config_path):
         config = load_config_file(config_path)
         dataset = dataset or config.get("dataset")
         image_size = image_size or config.get("image_size")
         channels = config.get("channels")
+        # The run's seed: seeded splits (a folder's test draw, carved validation) are the run's own.
+        seed = config.get("seed", 0) if seed is None else seed
     if not dataset:
         raise SystemExit("error: pass --dataset SPEC (no run config to read it from).")
     ds, info = load_dataset(dataset, args.split, image_size=image_size, channels=channels,
-                            batch_size=args.batch_size, shuffle=False)
+                            batch_size=args.batch_size, shuffle=False, seed=seed or 0)
     metrics = evaluate_model(model, ds, info.class_names, verbose=1)
     k = min(5, info.num_classes - 1)
     print(f"{dataset} [{args.split}] {metrics['num_examples']} examples")
@@ -249,6 +251,7 @@ def build_parser(config=None, presets=None) -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--image-size", type=int)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, help="seed of seeded splits (default: the run's, else 0)")
     p.add_argument("--output", help="write the metrics as JSON here")
     p.set_defaults(func=cmd_evaluate)
 

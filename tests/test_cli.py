@@ -168,3 +168,28 @@ def test_a_run_prints_no_tensorflow_start_up_lines():
     result = _run_entry(["evaluate", "/no/such/run"])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["error: Model '/no/such/run' does not exist."]
+
+
+def test_evaluate_and_save_preset_read_the_runs_own_seeded_splits(run_dir, tmp_path, monkeypatch, capsys):
+    # A folder's test draw and a carved validation depend on the seed: seed 0's would overlap
+    # the training images of a run trained with another seed.
+    import shutil
+
+    import crnn_keras.data as data
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    config = (run / "config.yaml").read_text()
+    assert "seed: 0\n" in config
+    (run / "config.yaml").write_text(config.replace("seed: 0\n", "seed: 7\n"))
+    real, seeds = data.load_dataset, []
+
+    def spy(*args, **kwargs):
+        seeds.append(kwargs.get("seed"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(data, "load_dataset", spy)
+    assert main(["evaluate", str(run)]) == 0
+    assert main(["save-preset", str(run), str(tmp_path / "preset")]) == 0
+    assert main(["evaluate", str(run), "--seed", "2"]) == 0
+    assert seeds == [7, 7, 2]

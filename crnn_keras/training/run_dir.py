@@ -115,7 +115,8 @@ def save_run_as_preset(run_dir: str, preset_dir: str, description: str = "",
         raise ValueError(f"{model_path!r} holds a {type(model).__name__}, not a CRNNImageClassifier; "
                          "train it again with this version of crnn-keras.")
     test, info = load_dataset(config.dataset, config.test_split, image_size=config.image_size,
-                              channels=config.channels, batch_size=256, shuffle=False)
+                              channels=config.channels, batch_size=256, shuffle=False,
+                              seed=config.seed)  # The run's seeded splits, not seed 0's.
     metrics = evaluate_model(model, test, info.class_names, verbose=verbose)
     metadata = {
         "description": description or f"{config.preset} trained on {config.dataset}.",
