@@ -77,7 +77,20 @@ def _stratified(files: list[str], fractions: list[float], seed: int) -> list[lis
             parts[i].extend(members[start : start + count])
             start += count
         parts[0].extend(members[start:])
-    return [sorted(p) for p in parts]
+    return [_interleave(p) for p in parts]
+
+
+def _interleave(files: list[str]) -> list[str]:
+    """`files` ordered so that every class is spread evenly along the list: a
+    slice such as `train[:10%]` then holds about 10% of every class, not the
+    first classes alone. Deterministic: each class's files by name, placed at
+    their relative position within the class."""
+    by_class: dict[str, list[str]] = {}
+    for f in sorted(files):
+        by_class.setdefault(f.split("/")[0], []).append(f)
+    keyed = [((i + 0.5) / len(members), name, f)
+             for name, members in by_class.items() for i, f in enumerate(members)]
+    return [f for _, _, f in sorted(keyed)]
 
 
 def _decodes(path: str) -> bool:
@@ -140,7 +153,7 @@ def load(
             )
         train, validation = _stratified([f for f in listed["train"] if f in available], [val_fraction], seed)
         parts = {"train": train, "validation": validation,
-                 "test": [f for f in listed["test"] if f in available]}
+                 "test": _interleave([f for f in listed["test"] if f in available])}
         sources = {"train": f"{SPLIT_FILES['train']} less validation",
                    "validation": f"stratified {val_fraction:.0%} of {SPLIT_FILES['train']}, seed {seed}",
                    "test": SPLIT_FILES["test"]}

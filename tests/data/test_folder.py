@@ -110,3 +110,7 @@ def test_slices_are_honoured(indoor):
     labels = lambda ds: np.concatenate([y.numpy() for _, y in ds])  # noqa: E731
     assert len(labels(half)) == half_info.splits["train[:50%]"] == round(n / 2)
     np.testing.assert_array_equal(np.concatenate([labels(half), labels(rest)]), labels(full))
+    # A slice is a share of every class, not the first classes (the files are grouped by class).
+    per_class = np.bincount(labels(full), minlength=info.num_classes)
+    assert per_class.min() >= 2
+    assert np.abs(np.bincount(labels(half), minlength=info.num_classes) - per_class / 2).max() <= 1
