@@ -10,7 +10,9 @@ PATH/TestImages.txt    optional
 With split files, `train` and `test` come from them, and `validation` is a
 seeded stratified part of the training list. Without them, every class is
 split (seeded, stratified) into train/validation/test by the fractions
-`validation_fraction` (default 0.1) and `test_fraction` (default 0.1).
+`validation_fraction` (default 0.1) and `test_fraction` (default 0.1;
+refused with split files, whose test list is the test split). One split file
+without the other is refused.
 JPEG, PNG, BMP and GIF (first frame) are read; other files are ignored. A file
 that fails to decode is skipped, counted, and named in a warning.
 Options: `validation_fraction=`, `test_fraction=`, `images_dir=` (a subfolder
@@ -114,7 +116,7 @@ def load(
     split: str,
     seed: int = 0,
     validation_fraction: str = "0.1",
-    test_fraction: str = "0.1",
+    test_fraction: str | None = None,
     images_dir: str = "",
 ):
     root = os.path.expanduser(name)
@@ -136,12 +138,21 @@ def load(
             f"{image_root!r}: expected one subfolder per class, at least two, holding images "
             f"({', '.join(IMAGE_EXTENSIONS)})."
         )
-    val_fraction, test_fraction_f = float(validation_fraction), float(test_fraction)
+    val_fraction = float(validation_fraction)
+    test_fraction_f = float(test_fraction) if test_fraction is not None else 0.1
     base = split.split("[")[0]
     if base not in ("train", "validation", "test"):
         raise ValueError(f"Unknown split {split!r} for a folder; use train, validation or test.")
     split_files = {s: os.path.join(root, f) for s, f in SPLIT_FILES.items()}
-    if all(os.path.exists(p) for p in split_files.values()):
+    found = [f for s, f in SPLIT_FILES.items() if os.path.exists(split_files[s])]
+    if len(found) == 1:
+        raise ValueError(f"{root!r} has {found[0]} but not "
+                         f"{[f for f in SPLIT_FILES.values() if f not in found][0]}: a folder needs both "
+                         "split files or neither (then it is split by validation_fraction and test_fraction).")
+    if found and test_fraction is not None:
+        raise ValueError(f"test_fraction={test_fraction} does not apply to {root!r}: its test split is "
+                         f"{SPLIT_FILES['test']}. Remove the option, or the split files.")
+    if found:
         available = set(all_files)
         listed = {s: _read_split_file(p) for s, p in split_files.items()}
         missing = [f for files in listed.values() for f in files if f not in available]

@@ -114,3 +114,11 @@ def test_slices_are_honoured(indoor):
     per_class = np.bincount(labels(full), minlength=info.num_classes)
     assert per_class.min() >= 2
     assert np.abs(np.bincount(labels(half), minlength=info.num_classes) - per_class / 2).max() <= 1
+
+
+def test_split_file_options_that_cannot_apply_are_refused(indoor):
+    with pytest.raises(ValueError, match="test_fraction=0.2 does not apply.*TestImages.txt"):
+        load_dataset(f"folder:{indoor}?test_fraction=0.2", "test", image_size=8)
+    os.remove(indoor / "TestImages.txt")
+    with pytest.raises(ValueError, match="has TrainImages.txt but not TestImages.txt"):
+        load_dataset(f"folder:{indoor}", "train", image_size=8)
