@@ -47,7 +47,7 @@ TASKS = {
     },
     "fashion_mnist": {
         "dataset": "fashion_mnist",
-        "preset": "crnn_fashion_mnist_wide",
+        "preset": "crnn_fashion_mnist_residual",
         "recipe": {"epochs": 36, "batch_size": 128, "optimizer": "adamw", "learning_rate": 3e-3,
                    "weight_decay": 5e-4, "label_smoothing": 0.1, "warmup_epochs": 1.0, "augment": True},
     },
