@@ -136,9 +136,14 @@ class TrainConfig:
 
         try:
             parse_spec(self.dataset)
-            splits = {name: parse_split(getattr(self, name)) for name in ("validation_split", "test_split")}
         except ValueError as err:
-            fail(str(err))
+            fail(f"dataset: {err}")
+        splits = {}
+        for name in ("validation_split", "test_split"):
+            try:
+                splits[name] = parse_split(getattr(self, name))
+            except ValueError as err:
+                fail(f"{name}: {err}")
         for name, (base, _, _) in splits.items():
             if base == "train":  # Training reads all of "train"; a slice of it would overlap.
                 fail(f"{name}={getattr(self, name)!r} reads the training split, which training uses "

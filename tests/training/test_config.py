@@ -49,7 +49,7 @@ def test_disjoint_slices_of_one_split_are_allowed():
         ({"test_split": "train"}, "test_split='train' reads the training split"),
         ({"validation_split": "test"}, "overlap"),
         ({"validation_split": "test[:50%]"}, "overlap"),
-        ({"validation_split": "validation[:"}, "Bad split"),
+        ({"validation_split": "validation[:"}, "validation_split: Bad split"),
     ],
 )
 def test_bad_configs_fail_before_any_work(data, message, tmp_path):
