@@ -64,12 +64,8 @@ def _read_split_file(path: str) -> list[str]:
 def _stratified(files: list[str], fractions: list[float], seed: int) -> list[list[str]]:
     """Splits `files` per class into parts of the given fractions (the rest first)."""
     parts = [[] for _ in range(len(fractions) + 1)]
-    by_class: dict[str, list[str]] = {}
-    for f in files:
-        by_class.setdefault(f.split("/")[0], []).append(f)
     rng = np.random.default_rng(seed)
-    for name in sorted(by_class):
-        members = sorted(by_class[name])
+    for members in _by_class(files).values():
         rng.shuffle(members)
         start = 0
         counts = [int(round(len(members) * fr)) for fr in fractions]
@@ -87,12 +83,17 @@ def _interleave(files: list[str]) -> list[str]:
     slice such as `train[:10%]` then holds about 10% of every class, not the
     first classes alone. Deterministic: each class's files by name, placed at
     their relative position within the class."""
+    keyed = [((i + 0.5) / len(members), name, f)
+             for name, members in _by_class(files).items() for i, f in enumerate(members)]
+    return [f for _, _, f in sorted(keyed)]
+
+
+def _by_class(files: list[str]) -> dict[str, list[str]]:
+    """`{class: its files}` (`class/name` paths), classes and files sorted by name."""
     by_class: dict[str, list[str]] = {}
     for f in sorted(files):
         by_class.setdefault(f.split("/")[0], []).append(f)
-    keyed = [((i + 0.5) / len(members), name, f)
-             for name, members in by_class.items() for i, f in enumerate(members)]
-    return [f for _, _, f in sorted(keyed)]
+    return {name: by_class[name] for name in sorted(by_class)}  # "a-b/" sorts before "a/".
 
 
 def _decodes(path: str) -> bool:
@@ -145,10 +146,10 @@ def load(
         raise ValueError(f"Unknown split {split!r} for a folder; use train, validation or test.")
     split_files = {s: os.path.join(root, f) for s, f in SPLIT_FILES.items()}
     found = [f for s, f in SPLIT_FILES.items() if os.path.exists(split_files[s])]
-    if len(found) == 1:
-        raise ValueError(f"{root!r} has {found[0]} but not "
-                         f"{[f for f in SPLIT_FILES.values() if f not in found][0]}: a folder needs both "
-                         "split files or neither (then it is split by validation_fraction and test_fraction).")
+    absent = [f for f in SPLIT_FILES.values() if f not in found]
+    if found and absent:
+        raise ValueError(f"{root!r} has {found[0]} but not {absent[0]}: a folder needs both split files "
+                         "or neither (then it is split by validation_fraction and test_fraction).")
     if found and test_fraction is not None:
         raise ValueError(f"test_fraction={test_fraction} does not apply to {root!r}: its test split is "
                          f"{SPLIT_FILES['test']}. Remove the option, or the split files.")
