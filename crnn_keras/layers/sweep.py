@@ -476,7 +476,8 @@ class SweepBlock2D(keras.layers.Layer):
             no MLP.
         cell, bidirectional, merge_mode, parallel_merge, dropout,
         recurrent_dropout, use_cudnn, unroll, jit_compile: as in
-        `SpatialSweep2D`.
+        `SpatialSweep2D`. Where its sweeps compile, XLA compiles the whole
+        block as one function.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Input shape: `(batch, height, width, channels)`, known channels. Output
@@ -540,6 +541,11 @@ class SweepBlock2D(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, training=None):
+        if self.sweep._compiles_whole(inputs.shape):  # Norms, sweeps and MLP as one XLA function.
+            return _xla_function(lambda x: self._block(x, training))(inputs)
+        return self._block(inputs, training)
+
+    def _block(self, inputs, training):
         x = inputs + self.fuse(self.sweep(self.sweep_norm(inputs), training=training))
         if self.mlp_ratio:
             x = x + self.mlp_out(self.mlp_in(self.mlp_norm(x)))

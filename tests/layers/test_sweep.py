@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from crnn_keras.layers import sweep as sweep_module
-from crnn_keras.layers import ColumnSweep, RowSweep, SpatialSweep2D
+from crnn_keras.layers import ColumnSweep, RowSweep, SpatialSweep2D, SweepBlock2D
 
 RNG = np.random.default_rng(0)
 
@@ -239,9 +239,9 @@ def _xla_functions(fn, *args):
     return sum("_XlaMustCompile" in f.attr and f.attr["_XlaMustCompile"].b for f in graph.library.function)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_traced_sweeps_compile_with_xla_and_equal_the_plain_ones(cell):
-    auto, plain = SpatialSweep2D(4, cell=cell), SpatialSweep2D(4, cell=cell, jit_compile=False)
+@pytest.mark.parametrize("cell,layer", [("lstm", SpatialSweep2D), ("gru", SpatialSweep2D), ("lstm", SweepBlock2D)])
+def test_traced_sweeps_compile_with_xla_and_equal_the_plain_ones(cell, layer):
+    auto, plain = layer(4, cell=cell), layer(4, cell=cell, jit_compile=False)
     x = _map(h=5, w=7)
     auto(x), plain(x)
     plain.set_weights(auto.get_weights())
@@ -271,15 +271,17 @@ def test_traced_sweeps_compile_with_xla_and_equal_the_plain_ones(cell):
         RowSweep(2, jit_compile=True)
 
 
-@pytest.mark.parametrize("order", ["rows_then_columns", "parallel"])
-def test_both_sweeps_compile_as_one_function(monkeypatch, order):
+@pytest.mark.parametrize(
+    "make", [SpatialSweep2D, lambda units: SpatialSweep2D(units, order="parallel"), SweepBlock2D]
+)
+def test_both_sweeps_compile_as_one_function(monkeypatch, make):
     compiled = []
     real = sweep_module._xla_function
     monkeypatch.setattr(sweep_module, "_xla_function", lambda fn: compiled.append(fn) or real(fn))
-    layer, x = SpatialSweep2D(4, order=order), _map(h=5, w=7)
+    layer, x = make(4), _map(h=5, w=7)
     layer(x)  # Built eagerly (not compiled).
     tf.function(lambda x: layer(x))(x)
-    assert len(compiled) == 1
+    assert [fn.__qualname__.split(".")[0] for fn in compiled] == [type(layer).__name__]  # The whole layer.
     # A sweep that cannot compile (here: a loop over 20 rows) leaves the other to compile alone.
     compiled.clear()
     tf.function(lambda x: layer(x))(_map(h=20, w=7))
