@@ -142,6 +142,29 @@ def load_source(spec: str, split: str, seed: int = 0) -> tuple[tf.data.Dataset, 
     return dataset, info
 
 
+def check_disjoint(spec: str, split_a: str, split_b: str, seed: int = 0) -> None:
+    """Refuses two parts of one split that share examples, such as a validation split
+    `"test[:60%]"` and a test split `"test[40%:]"` (test data would choose the checkpoint).
+
+    Example:
+
+    >>> check_disjoint("builtin:rooks", "test[:50%]", "test[50%:]")  # Disjoint: no error.
+    """
+    (base, *slice_a), (other, *slice_b) = parse_split(split_a), parse_split(split_b)
+    if base != other:
+        return
+    dataset, info = load_source(spec, base, seed)
+    n = info.splits.get(base) or int(dataset.cardinality())
+    if n < 0:
+        raise ValueError(f"Cannot tell whether {split_a!r} and {split_b!r} overlap: the size of {base!r} "
+                         f"in {spec!r} is unknown. Use two different splits.")
+    (i, j), (k, m) = slice_bounds(n, *slice_a), slice_bounds(n, *slice_b)
+    if max(i, k) < min(j, m):
+        raise ValueError(f"{split_a!r} and {split_b!r} share examples {max(i, k)} to {min(j, m) - 1} of the "
+                         f"{n} of {base!r}: test data would choose the checkpoint. Use disjoint slices, "
+                         f"e.g. '{base}[:50%]' and '{base}[50%:]'.")
+
+
 def _convert_channels(image: tf.Tensor, channels: int | None) -> tf.Tensor:
     if channels is None or image.shape[-1] == channels:
         return image

@@ -74,6 +74,9 @@ def train_multi_worker(config: TrainConfig, replace: bool = False) -> dict[str, 
         global_batch = config.batch_size * strategy.num_replicas_in_sync
         initial_epoch = 0 if replace else EpochBackup.finished_epochs(backup)
         train_ds, val_ds, test_ds, info, steps = load_splits(config, global_batch, initial_epoch)
+        with strategy.scope():  # Built before anything is written: a bad option fails first.
+            model = build_model(config, info)
+            compile_model(model, config, steps, info.num_classes)
         if chief:
             start_run(config, replace)
             write_json(os.path.join(run_dir, "dataset_info.json"), info.to_dict())
@@ -83,10 +86,8 @@ def train_multi_worker(config: TrainConfig, replace: bool = False) -> dict[str, 
             _shard(train_ds, tf.data.experimental.AutoShardPolicy.DATA)))
         dist_val = strategy.experimental_distribute_dataset(
             _shard(val_ds, tf.data.experimental.AutoShardPolicy.OFF))
-        with strategy.scope():
-            model = build_model(config, info)
-            compile_model(model, config, steps, info.num_classes)
-            if initial_epoch:
+        if initial_epoch:
+            with strategy.scope():
                 EpochBackup.restore(model, backup)
 
         @tf.function

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from crnn_keras.atomic import remove_stale_temporaries, write_json
 from crnn_keras.data import DatasetInfo, load_dataset
+from crnn_keras.data.core import check_disjoint
 from crnn_keras.models import CRNNImageClassifier, SparseCategoricalCrossentropy, cnn_baseline
 from crnn_keras.training.callbacks import EpochBackup
 from crnn_keras.training.config import TrainConfig
@@ -26,8 +27,10 @@ from crnn_keras.training.reports import plot_confusion, plot_history
 from crnn_keras.training.run_dir import load_run_model
 
 
-def check_tf_config() -> None:
-    """Refuses a malformed `TF_CONFIG` with a message that names it."""
+def check_tf_config(strategy: str = "multi_worker") -> None:
+    """Refuses a malformed `TF_CONFIG` with a message that names it, and a cluster
+    of several members with another strategy than `"multi_worker"` (each worker
+    would train alone, all writing one run)."""
     text = os.environ.get("TF_CONFIG")
     if not text:
         return
@@ -43,6 +46,11 @@ def check_tf_config() -> None:
     members = data["cluster"].get(task["type"])
     if not isinstance(members, list) or not isinstance(task["index"], int) or not 0 <= task["index"] < len(members):
         raise ValueError(f"TF_CONFIG task {task} is not in its cluster {data['cluster']}.")
+    size = sum(len(m) for m in data["cluster"].values() if isinstance(m, list))
+    if strategy != "multi_worker" and size > 1:
+        raise ValueError(f"TF_CONFIG describes a cluster of {size}, but strategy={strategy!r} trains on this "
+                         "machine alone (every worker would write the same run). Pass --strategy multi_worker, "
+                         "or unset TF_CONFIG.")
 
 
 def get_strategy(name: str = "mirrored") -> tf.distribute.Strategy:
@@ -82,9 +90,9 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
     total = config.epochs * steps_per_epoch
     warmup = int(config.warmup_epochs * steps_per_epoch)
     lr = config.learning_rate
-    if config.schedule == "cosine":
-        schedule = keras.optimizers.schedules.CosineDecay(
-            lr if not warmup else 0.0, max(1, total - warmup),
+    if config.schedule == "cosine" or (config.schedule == "constant" and warmup):
+        schedule = keras.optimizers.schedules.CosineDecay(  # alpha=1: no decay, a constant after warm-up.
+            lr if not warmup else 0.0, max(1, total - warmup), alpha=1.0 if config.schedule == "constant" else 0.0,
             warmup_target=lr if warmup else None, warmup_steps=warmup,
         )
     elif config.schedule == "step":
@@ -126,6 +134,7 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int,
 
 def load_splits(config: TrainConfig, global_batch: int, initial_epoch: int = 0):
     """`(train, validation, test, info, steps_per_epoch)` for a config."""
+    check_disjoint(config.dataset, config.validation_split, config.test_split, seed=config.seed)
     common = dict(image_size=config.image_size, channels=config.channels, seed=config.seed)
     train_ds, info = load_dataset(
         config.dataset, "train", batch_size=global_batch, augment=config.augment,
@@ -143,11 +152,21 @@ def load_splits(config: TrainConfig, global_batch: int, initial_epoch: int = 0):
     return train_ds, val_ds, test_ds, info, math.ceil(n_train / global_batch)
 
 
+REPLACED = ".replaced-"  # `<output_dir>.replaced-N`: a run being replaced.
+
+
 def start_run(config: TrainConfig, replace: bool) -> None:
-    """Writes the run's config, once the dataset has loaded; `replace` first removes an older run.
-    A killed run's temporary files are removed (with a warning) before a resumed one writes."""
+    """Writes the run's config, once the dataset has loaded and the model is built.
+
+    `replace` moves the older run aside to `<output_dir>.replaced-N`; `finish_run`
+    deletes it once the new run has finished, so a failed or killed replacement loses
+    nothing. A killed run's temporary files are removed (with a warning) before a
+    resumed one writes."""
     if replace:
-        shutil.rmtree(config.output_dir)
+        n = 1
+        while os.path.exists(f"{os.path.normpath(config.output_dir)}{REPLACED}{n}"):
+            n += 1
+        os.replace(config.output_dir, f"{os.path.normpath(config.output_dir)}{REPLACED}{n}")
     os.makedirs(config.output_dir, exist_ok=True)
     remove_stale_temporaries(config.output_dir)
     config.save(os.path.join(config.output_dir, "config.yaml"))
@@ -174,10 +193,19 @@ def finish_run(config: TrainConfig, model: keras.Model, test_ds: tf.data.Dataset
         **extra,
     )
     write_report(config.output_dir, metrics)
+    _drop_replaced(config.output_dir)
     if config.verbose:
         print(f"{config.model}: test accuracy {metrics['accuracy']:.4f} "
               f"({metrics['num_examples']} examples), params {metrics['params']}", flush=True)
     return metrics
+
+
+def _drop_replaced(run_dir: str) -> None:
+    """Deletes the runs this finished run replaced (`<run_dir>.replaced-<pid>`)."""
+    parent, name = os.path.split(os.path.normpath(run_dir))
+    for entry in os.listdir(parent or "."):
+        if entry.startswith(name + REPLACED) and entry[len(name + REPLACED):].isdigit():
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
 
 
 def write_report(run_dir: str, metrics: dict[str, Any]) -> None:

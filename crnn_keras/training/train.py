@@ -26,7 +26,7 @@ from crnn_keras.training.config import TrainConfig
 from crnn_keras.training.multi_worker import train_multi_worker
 from crnn_keras.training.run_dir import check_run_dir
 from crnn_keras.training.task import (
-    build_model, compile_model, finish_run, get_strategy, load_splits, start_run,
+    build_model, check_tf_config, compile_model, finish_run, get_strategy, load_splits, start_run,
 )
 
 
@@ -34,13 +34,15 @@ def train(config: TrainConfig | dict[str, Any], overwrite: bool = False) -> dict
     """Trains per `config`; resumes from `output_dir/backup` after a crash.
 
     The config is validated, the output folder checked (see `check_run_dir`;
-    `overwrite` replaces a run with another config) and the dataset resolved
-    before anything is written. Returns the metrics also written to
+    `overwrite` replaces a run with another config), the dataset resolved and
+    the model built before anything is written. A replaced run is kept aside
+    until the new one finishes (see `start_run`). Returns the metrics also written to
     `output_dir/metrics.json`.
     """
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     config.validate()
+    check_tf_config(config.strategy)
     replace = check_run_dir(config, overwrite)
     if config.strategy == "multi_worker":
         return train_multi_worker(config, replace)
@@ -55,12 +57,13 @@ def train(config: TrainConfig | dict[str, Any], overwrite: bool = False) -> dict
         global_batch = config.batch_size * strategy.num_replicas_in_sync
         initial_epoch = 0 if replace else EpochBackup.finished_epochs(backup)
         train_ds, val_ds, test_ds, info, steps = load_splits(config, global_batch, initial_epoch)
-        start_run(config, replace)
-        write_json(os.path.join(run_dir, "dataset_info.json"), info.to_dict())
-        with strategy.scope():
+        with strategy.scope():  # Built before anything is written: a bad option fails first.
             model = build_model(config, info)
             compile_model(model, config, steps, info.num_classes)
-            if initial_epoch:
+        start_run(config, replace)
+        write_json(os.path.join(run_dir, "dataset_info.json"), info.to_dict())
+        if initial_epoch:
+            with strategy.scope():
                 EpochBackup.restore(model, backup)
         if initial_epoch < config.epochs:
             if initial_epoch and config.verbose:

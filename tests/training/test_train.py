@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -150,6 +151,20 @@ def test_a_bad_or_different_rerun_leaves_the_finished_run_as_it_was(tmp_path, ca
     assert "Unknown dataset scheme 'foo'" in capsys.readouterr().err
     assert main(args + ["--preset", "crnn_small"]) == 2
     assert "preset: 'crnn_tiny' there, 'crnn_small' now" in capsys.readouterr().err
+    # A replacement that fails before training (a bad option) writes nothing.
+    assert main(args + ["--sweep", '{"unit": 8}', "--overwrite"]) == 2
+    assert "Unknown sweep options" in capsys.readouterr().err
+    assert {f: (run / f).read_bytes() for f in files} == before
+    assert main(args[:-3] + [str(tmp_path / "fresh"), "--sweep", '{"unit": 8}']) == 2
+    assert not (tmp_path / "fresh").exists()  # So the corrected command is not refused.
+    # One that fails while training (here: it diverges) keeps the replaced run aside.
+    diverging = ["--optimizer", "sgd", "--learning-rate", "1e12", "--schedule", "constant", "--epochs", "3"]
+    assert main(args + diverging + ["--overwrite"]) == 2
+    assert "training diverged" in capsys.readouterr().err
+    aside = tmp_path / "run.replaced-1"
+    assert {f: (aside / f).read_bytes() for f in files} == before
+    shutil.rmtree(run)
+    os.replace(aside, run)  # Put back by hand.
     assert {f: (run / f).read_bytes() for f in files} == before
     # A killed writer's temporaries go on the next run; a live writer's stay.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
@@ -168,8 +183,10 @@ def test_a_bad_or_different_rerun_leaves_the_finished_run_as_it_was(tmp_path, ca
     assert not any(p.exists() for p in stale) and live.exists()
     assert {f: (run / f).read_bytes() for f in ("config.yaml", "best.keras", "history.csv")} == \
         {f: before[f] for f in ("config.yaml", "best.keras", "history.csv")}
+    assert main(args + diverging + ["--overwrite"]) == 2  # Leaves run.replaced-1 again.
     assert main(args + ["--sweep", '{"units": 4}', "--overwrite"]) == 0
     assert '"units": 4' in json.dumps(__import__("yaml").safe_load((run / "config.yaml").read_text()))
+    assert not list(tmp_path.glob("run.replaced-*"))  # Deleted once the new run finished.
     (tmp_path / "file").write_text("not a folder")
     assert main(args[:-4] + ["--output-dir", str(tmp_path / "file")]) == 2
     assert "is a file" in capsys.readouterr().err
