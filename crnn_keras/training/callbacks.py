@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import time
 
 import keras
+import numpy as np
 
 from crnn_keras.atomic import atomic_path, write_text
 
@@ -20,9 +22,10 @@ class EpochBackup(keras.callbacks.Callback):
 
     After each epoch the weights and optimizer state go to a new
     `epoch-NNNNN.weights.h5`; then `training_metadata.json`, naming that file,
-    the number of finished epochs and the training seconds they took in all
-    (across restarts), is replaced atomically (the commit point); then older
-    weights are removed. A `kill -9` at any moment leaves the last committed
+    the number of finished epochs, the training seconds they took in all
+    (across restarts) and the random-number states of the model's layers
+    (dropout's masks go on as if never stopped), is replaced atomically (the
+    commit point); then older weights are removed. A `kill -9` at any moment leaves the last committed
     epoch in force: none is lost or repeated.
 
     Restoring is explicit and public-API only: `finished_epochs` tells where to
@@ -80,6 +83,13 @@ class EpochBackup(keras.callbacks.Callback):
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)  # Its state is in the file too.
         model.load_weights(os.path.join(backup_dir, metadata["weights"]))
+        states, saved = _seed_states(model), metadata.get("seed_states")
+        if saved is not None:  # None: written by an older version.
+            if len(saved) != len(states):
+                raise ValueError(f"{backup_dir!r} holds {len(saved)} random-number states, the model has "
+                                 f"{len(states)}: it was written by another model. Pass --overwrite to start over.")
+            for variable, value in zip(states, saved):
+                variable.assign(np.asarray(value, dtype=variable.dtype))
         return int(metadata["epoch"])
 
     def on_train_begin(self, logs=None):
@@ -93,11 +103,56 @@ class EpochBackup(keras.callbacks.Callback):
         name = f"epoch-{epoch + 1:05d}.weights.h5"
         with atomic_path(os.path.join(self.backup_dir, name)) as tmp:
             self.model.save_weights(tmp)
+        seeds = [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)]
         write_text(os.path.join(self.backup_dir, BACKUP_METADATA),
-                   json.dumps({"epoch": epoch + 1, "weights": name, "seconds": seconds}))
+                   json.dumps({"epoch": epoch + 1, "weights": name, "seconds": seconds, "seed_states": seeds}))
         for old in os.listdir(self.backup_dir):  # Older epochs, and a killed save's leftovers.
             if old.endswith(".weights.h5") and old != name:
                 os.remove(os.path.join(self.backup_dir, old))
+
+
+def _seed_states(model: keras.Model) -> list:
+    """The state variables of the model's random layers (dropout, ...), in layer order;
+    `save_weights` leaves them out."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+class TrainingDivergedError(ValueError):
+    """The training loss became NaN or infinite."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training with `TrainingDivergedError` when the loss becomes NaN or
+    infinite, after a batch or in an epoch's logs. Placed first, it raises
+    before the epoch's history row, checkpoints and backup are written, so the
+    last committed epoch stays the one a rerun resumes from.
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(1e30), "mse")
+    >>> try:
+    ...     model.fit(np.ones((8, 1)) * 1e10, np.ones((8, 1)), epochs=3, verbose=0,
+    ...               callbacks=[StopOnNonFiniteLoss()])
+    ... except TrainingDivergedError as err:
+    ...     print(str(err)[:34])
+    training diverged: the loss is inf
+    """
+
+    def _check(self, logs, where: str) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDivergedError(
+                f"training diverged: the loss is {float(loss)} {where}. Nothing of this epoch was "
+                "saved; the run keeps its last finished epoch. Lower the learning rate or set "
+                "clipnorm, then rerun with --overwrite (or another --output-dir).")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, f"after batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, f"at the end of epoch {epoch + 1}")
 
 
 def best_so_far(history_csv: str, monitor: str) -> float | None:
@@ -188,7 +243,7 @@ def run_callbacks(run_dir: str, initial_epoch: int) -> list[keras.callbacks.Call
     # The backup is the commit point of an epoch, so it runs last: a crash before
     # it repeats the epoch, and the history rows it logged are dropped on resume.
     return [
-        keras.callbacks.TerminateOnNaN(),
+        StopOnNonFiniteLoss(),
         AtomicCSVLogger(history_csv),
         AtomicModelCheckpoint(os.path.join(run_dir, "best.keras"), monitor="val_accuracy", mode="max",
                               initial_value_threshold=best),

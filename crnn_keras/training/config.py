@@ -36,7 +36,7 @@ FIELD_HELP = {
     "weight_decay": "decoupled weight decay (0 for none)",
     "clipnorm": "clip each gradient to this norm (0 for no clipping)",
     "schedule": "learning-rate schedule after the warm-up",
-    "warmup_epochs": "linear warm-up from 0, in epochs (may be fractional)",
+    "warmup_epochs": "linear warm-up from 0, in epochs (may be fractional; cosine or constant schedule)",
     "step_epochs": "epochs between decays of the step schedule",
     "step_gamma": "factor of each step-schedule decay",
     "label_smoothing": "label smoothing of the cross-entropy",
@@ -121,6 +121,11 @@ class TrainConfig:
             fail("label_smoothing and momentum must be < 1, translate < 0.5.")
         if self.warmup_epochs >= self.epochs:
             fail(f"warmup_epochs={self.warmup_epochs} must be less than epochs={self.epochs}.")
+        if self.warmup_epochs and self.schedule == "step":
+            fail("warmup_epochs applies to schedule='cosine' or 'constant', not 'step'; remove it or "
+                 "change the schedule.")
+        if self.translate and not self.augment:
+            fail(f"translate={self.translate} is an augmentation; add --augment or remove it.")
         if self.baseline_depth != 1 and (self.model != "cnn_baseline" or not self.match_params):
             fail(f"baseline_depth={self.baseline_depth} applies only to model='cnn_baseline' with "
                  "match_params=true; remove it or change those.")

@@ -42,6 +42,8 @@ def test_disjoint_slices_of_one_split_are_allowed():
         ({"optimizer": "adamw", "momentum": 0.5}, "momentum=0.5 applies only to optimizer='sgd'"),
         ({"optimizer": "sgd", "momentum": 1.0}, "momentum must be < 1"),
         ({"baseline_depth": 3}, "baseline_depth=3 applies only to model='cnn_baseline'"),
+        ({"schedule": "step", "warmup_epochs": 1, "epochs": 3}, "warmup_epochs applies to schedule='cosine'"),
+        ({"translate": 0.1}, "translate=0.1 is an augmentation; add --augment"),
         ({"model": "cnn_baseline", "match_params": False, "baseline_depth": 2}, "match_params=true"),
         ({"model": "cnn_baseline", "baseline_depth": 0}, "baseline_depth must be >= 1"),
         # Validation or test read from the data training uses, or test choosing the checkpoint.
