@@ -36,6 +36,10 @@ TASK_WEIGHTS_FILE = "task.weights.h5"
 _TRAINED_OPTIONS = ("num_classes", "dropout", "activation", "dtype", "image_shape", "name",
                     "compile", "preprocessor", "head_dtype", "trainable")
 SHARDED_WEIGHTS_FILE = "model.weights.json"
+METADATA_FILE = "metadata.json"
+# What `save_to_preset` writes (shards are `model_*.weights.h5`): a folder of
+# these alone is a preset that a new save may replace.
+_PRESET_FILES = (CONFIG_FILE, TASK_FILE, METADATA_FILE, SHARDED_WEIGHTS_FILE)
 
 
 _STAGING: set[str] = set()
@@ -54,6 +58,7 @@ def atomic_preset_dir(preset_dir: str) -> Iterator[str]:
         return
     if os.path.exists(preset_dir) and not os.path.isdir(preset_dir):
         raise ValueError(f"Preset folder {preset_dir!r} is a file; pass a folder path.")
+    check_replaceable(preset_dir)
     parent = os.path.dirname(preset_dir)
     os.makedirs(parent, exist_ok=True)
     _clean_leftovers(preset_dir)
@@ -65,6 +70,7 @@ def atomic_preset_dir(preset_dir: str) -> Iterator[str]:
     try:
         yield staging
         old = f"{preset_dir}.old-{tag}"
+        check_replaceable(preset_dir)  # Again: files may have come in during the save.
         if os.path.exists(preset_dir):
             os.rename(preset_dir, old)
         os.rename(staging, preset_dir)
@@ -72,6 +78,30 @@ def atomic_preset_dir(preset_dir: str) -> Iterator[str]:
     finally:
         _STAGING.discard(staging)
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_replaceable(preset_dir: str) -> None:
+    """Refuses a `preset_dir` that holds anything but an earlier preset.
+
+    A save replaces the folder whole, so a run directory or any other folder
+    of work given as `preset_dir` would be deleted.
+    """
+    if not os.path.isdir(preset_dir):
+        return
+    names = os.listdir(preset_dir)
+    others = sorted(n for n in names if not _is_preset_file(preset_dir, n))
+    if others or (names and CONFIG_FILE not in names):
+        shown = ", ".join(others[:5] or names[:5]) + (", ..." if len(others or names) > 5 else "")
+        raise ValueError(
+            f"Preset folder {preset_dir!r} is not empty and not a preset (it holds {shown}); "
+            "saving replaces the folder whole and would delete them. Choose an empty or new folder."
+        )
+
+
+def _is_preset_file(folder: str, name: str) -> bool:
+    if not os.path.isfile(os.path.join(folder, name)) or os.path.islink(os.path.join(folder, name)):
+        return False
+    return name in _PRESET_FILES or name.endswith(".weights.h5")
 
 
 def _clean_leftovers(preset_dir: str) -> None:
@@ -91,6 +121,19 @@ def _clean_leftovers(preset_dir: str) -> None:
 
 def _is_handle(preset: str) -> bool:
     return "://" in preset
+
+
+def _check_unambiguous(preset: Any) -> None:
+    """Refuses a name that is both a built-in preset and a folder in the working directory."""
+    if not isinstance(preset, str) or not os.path.isdir(preset):
+        return
+    builtin = trained_presets().get(preset)
+    if preset in PRESETS or (builtin and not os.path.samefile(preset, builtin)):
+        raise ValueError(
+            f"{preset!r} is both a built-in preset and a folder in {os.getcwd()!r}. Pass "
+            f"{'./' + preset!r} (or a full path) to load the folder, or rename the folder to "
+            "load the built-in preset."
+        )
 
 
 def resolve_location(preset: Any) -> str:
@@ -158,6 +201,13 @@ def load_weights_checked(model: keras.Model, path: str) -> None:
             f"{missing[0].rsplit('/vars', 1)[0]!r}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
             + "."
         )
+    extra = sorted({key.rsplit("/vars", 1)[0] for key in set(stored) - set(expected)})
+    if extra:  # Keras would skip them without a word: the file is a larger model's.
+        raise ValueError(
+            f"Weights file {path!r} does not fit the model: it has weights for layers the model "
+            f"lacks: {', '.join(map(repr, extra[:3]))}" + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+            + ". It was saved from a different architecture; save the preset again."
+        )
     try:
         model.load_weights(path)
     except Exception as err:  # Keras's own message, with the file named.
@@ -189,12 +239,29 @@ def _model_shapes(model: keras.Model) -> dict[str, tuple]:
             return _h5_shapes(f)
 
 
+def _default_dtype(location: str) -> str | None:
+    """The dtype policy to load a preset with when none is passed.
+
+    keras-hub loads a float preset under the global policy but fails on a
+    saved mixed policy ("Invalid dtype: mixed_float16"): such a preset loads
+    with its saved policy, or under a global policy set other than float32.
+    """
+    folder = location if not _is_handle(location) else os.path.dirname(_local(location, CONFIG_FILE))
+    dtype = _check_json(folder, CONFIG_FILE, required=True)["config"].get("dtype")
+    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
+    if not isinstance(name, str) or not name.startswith("mixed_"):
+        return None  # keras-hub's own rule.
+    current = keras.config.dtype_policy().name
+    return name if current == "float32" else current
+
+
 def _split_architecture(kwargs: dict) -> tuple[dict, dict]:
     arch = {k: kwargs.pop(k) for k in ("image_shape", "cnn", "sweep") if k in kwargs}
     return arch, kwargs
 
 
 def load_backbone(cls, preset: Any, load_weights: bool, **kwargs) -> Backbone:
+    _check_unambiguous(preset)
     if isinstance(preset, str) and preset in PRESETS:
         arch, rest = _split_architecture(dict(kwargs))
         config = resolve_preset(preset, **arch)
@@ -204,6 +271,8 @@ def load_backbone(cls, preset: Any, load_weights: bool, **kwargs) -> Backbone:
     if refused:
         raise ValueError(f"Options {refused} do not fit the trained weights of preset {preset!r}; "
                          "start from an architecture preset to change the architecture.")
+    if kwargs.get("dtype") is None and (dtype := _default_dtype(location)):
+        kwargs["dtype"] = dtype
     backbone = Backbone.from_preset.__func__(cls, location, load_weights=False, **kwargs)
     if load_weights:
         _load_backbone_weights(backbone, location)
@@ -234,6 +303,7 @@ def _local(location: str, name: str) -> str:
 
 def load_classifier(cls, preset: Any, load_weights: bool, **kwargs) -> ImageClassifier:
     """See `CRNNImageClassifier.from_preset`."""
+    _check_unambiguous(preset)
     num_classes = kwargs.pop("num_classes", None)
     if isinstance(preset, str) and preset in PRESETS:
         if num_classes is None:
@@ -267,6 +337,8 @@ def load_classifier(cls, preset: Any, load_weights: bool, **kwargs) -> ImageClas
             stacklevel=3,
         )
         kwargs["num_classes"] = num_classes
+    if kwargs.get("dtype") is None and (dtype := _default_dtype(location)):
+        kwargs["dtype"] = dtype
     if kwargs.get("dtype") is not None and "head_dtype" not in kwargs:
         kwargs["head_dtype"] = kwargs["dtype"]  # keras-hub passes `dtype` to the backbone only.
     task = ImageClassifier.from_preset.__func__(cls, location, load_weights=False, **kwargs)

@@ -222,3 +222,86 @@ def test_metadata_json_is_plain_json():
     for folder in trained_presets().values():
         with open(os.path.join(folder, "metadata.json")) as f:
             assert isinstance(json.load(f)["training_config"], dict)
+
+
+def _small(**kwargs):
+    return CRNNImageClassifier.from_preset("crnn_tiny", num_classes=2, image_shape=(16, 16, 3),
+                                           **{"sweep": {"units": 4}, **kwargs})
+
+
+def test_save_to_preset_refuses_a_folder_of_other_work(tmp_path, monkeypatch):
+    from keras_hub.models import Task
+
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    (run / "best.keras").write_text("precious")
+    model = _small()
+    for folder in (run, tmp_path / "runs"):  # `crnn-keras save-preset runs/a runs` wiped every run.
+        with pytest.raises(ValueError, match="is not empty and not a preset \\(it holds (best.keras|a)\\); "
+                                             ".*Choose an empty or new folder"):
+            model.save_to_preset(str(folder))
+        with pytest.raises(ValueError, match="Choose an empty or new folder"):
+            model.backbone.save_to_preset(str(folder))
+    assert os.listdir(run) == ["best.keras"] and os.listdir(tmp_path / "runs") == ["a"]
+    (tmp_path / "empty").mkdir()
+    model.save_to_preset(str(tmp_path / "empty"))  # An empty folder, and a preset (sharded too):
+    model.save_to_preset(str(tmp_path / "empty"), max_shard_size=0.00002)
+    assert "model_00001.weights.h5" in os.listdir(tmp_path / "empty")
+    model.save_to_preset(str(tmp_path / "empty"))
+    assert "config.json" in os.listdir(tmp_path / "empty")
+    before = {f: (tmp_path / "empty" / f).read_bytes() for f in os.listdir(tmp_path / "empty")}
+
+    def save_while_a_file_comes_in(self, preset_dir, **kwargs):
+        (tmp_path / "empty" / "notes.txt").write_text("written during the save")
+        os.makedirs(preset_dir)
+        with open(os.path.join(preset_dir, "metadata.json"), "w") as f:
+            f.write("{}")
+
+    monkeypatch.setattr(Task, "save_to_preset", save_while_a_file_comes_in)
+    with pytest.raises(ValueError, match="it holds notes.txt"):
+        model.save_to_preset(str(tmp_path / "empty"))
+    assert {f: (tmp_path / "empty" / f).read_bytes() for f in os.listdir(tmp_path / "empty")} == {
+        **before, "notes.txt": b"written during the save"}
+
+
+def test_a_folder_named_like_a_builtin_preset_is_ambiguous(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = CRNNImageClassifier.from_preset("crnn_tiny_rooks")
+    for name in ("crnn_tiny", "crnn_tiny_rooks"):
+        model.save_to_preset(name)
+        for cls, kwargs in ((CRNNImageClassifier, {"num_classes": 2}), (CRNNBackbone, {})):
+            with pytest.raises(ValueError, match=f"'{name}' is both a built-in preset and a folder.*"
+                                                 f"Pass './{name}'"):
+                cls.from_preset(name, **kwargs)
+    x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    again = CRNNImageClassifier.from_preset("./crnn_tiny")
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_presets_round_trip(tmp_path, policy):
+    import keras
+
+    keras.mixed_precision.set_global_policy(policy)  # As training with --precision does.
+    model = _small()
+    keras.mixed_precision.set_global_policy("float32")
+    model.save_to_preset(str(tmp_path / "p"))
+    x = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3)).astype("float32")
+    again = CRNNImageClassifier.from_preset(str(tmp_path / "p"))
+    assert again.dtype_policy.name == again.backbone.dtype_policy.name == policy
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert CRNNBackbone.from_preset(str(tmp_path / "p")).dtype_policy.name == policy
+    other = "mixed_bfloat16" if policy == "mixed_float16" else "mixed_float16"
+    keras.mixed_precision.set_global_policy(other)  # A global policy that was set wins, as in keras-hub.
+    assert CRNNImageClassifier.from_preset(str(tmp_path / "p")).backbone.dtype_policy.name == other
+    keras.mixed_precision.set_global_policy("float32")
+    assert CRNNImageClassifier.from_preset(str(tmp_path / "p"), dtype="float32").dtype_policy.name == "float32"
+
+
+def test_weights_of_a_larger_model_are_refused(tmp_path):
+    _small(sweep={"units": 4, "blocks": 2}).save_to_preset(str(tmp_path / "two"))
+    _small(sweep={"units": 4, "blocks": 1}).save_to_preset(str(tmp_path / "one"))
+    shutil.copy(tmp_path / "two" / "model.weights.h5", tmp_path / "one" / "model.weights.h5")
+    with pytest.raises(ValueError, match="does not fit the model: it has weights for layers the model "
+                                         "lacks: '.*spatial_sweep.*'.*save the preset again"):
+        CRNNImageClassifier.from_preset(str(tmp_path / "one"))
