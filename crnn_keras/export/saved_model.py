@@ -91,7 +91,7 @@ def export_saved_model(
             defaults to `"0"`, `"1"`, ...
         image_size: input `(height, width)`; required where the model's is
             not fixed, and otherwise must agree with it.
-        top_k: how many top classes the signatures return (capped at K).
+        top_k: how many top classes the signatures return (at least 1, capped at K).
         max_pixels: decoded images larger than this are refused.
         overwrite: replace an existing `version`.
     """
@@ -112,7 +112,15 @@ def export_saved_model(
         raise ValueError("Class names must not contain newlines.")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         raise ValueError(f"`version` must be a positive integer, got {version!r}.")
-    k = max(1, min(top_k, num_classes))
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"`top_k` must be a positive integer, got {top_k!r}.")
+    if os.path.exists(os.path.join(base_dir, "saved_model.pb")):
+        raise ValueError(
+            f"base_dir {base_dir!r} is itself an exported version (it holds saved_model.pb); "
+            f"pass the model's folder above it, {os.path.dirname(os.path.abspath(base_dir))!r} "
+            "(with version= and overwrite=True to replace that version)."
+        )
+    k = min(top_k, num_classes)
     logits = outputs_logits(model)
 
     os.makedirs(base_dir, exist_ok=True)

@@ -240,3 +240,14 @@ def test_a_killed_export_is_cleaned_up_by_the_next_one(model, tmp_path):
     assert "Restored version 1" in messages and "left by an interrupted export" in messages
     assert sorted(os.listdir(base)) == [f".tmp-export-{os.getpid()}-live", "1", "2"]
     assert os.path.basename(second) == "2" and os.path.exists(base / "1" / "saved_model.pb")
+
+
+def test_bad_top_k_and_a_version_folder_as_base_dir_are_refused(model, exported, tmp_path):
+    for top_k in (0, -5, 1.5):
+        with pytest.raises(ValueError, match=f"`top_k` must be a positive integer, got {top_k}"):
+            export_saved_model(model, str(tmp_path / "m"), top_k=top_k)
+    before = sorted(os.listdir(exported))
+    with pytest.raises(ValueError, match="is itself an exported version .*pass the model's folder above it"):
+        export_saved_model(model, exported)  # E.g. --name crnn/1: it would write crnn/1/1.
+    assert sorted(os.listdir(exported)) == before
+    assert not os.path.exists(tmp_path / "m")
