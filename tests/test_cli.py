@@ -87,6 +87,9 @@ def test_save_preset_scores_the_full_test_split_and_reloads(run_dir, capsys, tmp
     assert round(evaluate_model(model, test, info.class_names)["accuracy"], 4) == meta["test_accuracy"]
     assert main(["save-preset", str(tmp_path), str(tmp_path / "x")]) == 2  # Not a run directory.
     assert "not a run directory" in capsys.readouterr().err
+    before = sorted(os.listdir(run_dir))
+    assert main(["save-preset", str(run_dir), str(run_dir)]) == 2  # A folder of other work.
+    assert "not empty and not a preset" in capsys.readouterr().err and sorted(os.listdir(run_dir)) == before
 
 
 def test_run_files_are_whole_and_an_empty_best_checkpoint_fails_over_to_last(run_dir, tmp_path, capsys):

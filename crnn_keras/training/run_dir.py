@@ -110,6 +110,9 @@ def save_run_as_preset(run_dir: str, preset_dir: str, description: str = "",
     if not os.path.isdir(run_dir) or not os.path.exists(config_path):
         raise ValueError(f"{run_dir!r} is not a run directory (no config.yaml).")
     config = TrainConfig.from_dict(load_config_file(config_path))
+    from crnn_keras.models.preset_loading import check_replaceable
+
+    check_replaceable(os.path.abspath(preset_dir))  # Before the scoring, not after it.
     model, model_path = load_run_model(run_dir)
     if not isinstance(model, CRNNImageClassifier):
         raise ValueError(f"{model_path!r} holds a {type(model).__name__}, not a CRNNImageClassifier; "
