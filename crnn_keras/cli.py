@@ -199,9 +199,16 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from crnn_keras.training import get_strategy
+    from crnn_keras.training import get_strategy, load_config_file
     from crnn_keras.tuning import run_search
 
+    if args.strategy is not None:
+        raise ValueError("--strategy is training's distribution and the search does not use it; pass "
+                         "--distribution-strategy mirrored|default (Keras Tuner's KERASTUNER_* variables "
+                         "spread trials over machines).")
+    # Trials train at a constant rate unless a flag or the config file names a schedule.
+    if args.schedule is None and "schedule" not in (load_config_file(args.config) if args.config else {}):
+        args.schedule = "constant"
     config = _config_from_args(args)
     strategy = get_strategy(args.distribution_strategy) if args.distribution_strategy else None
     result = run_search(config, tuner=args.tuner, max_trials=args.max_trials,
@@ -235,13 +242,17 @@ def build_parser(config=None, presets=None) -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="Keras Tuner search over the C-RNN design space")
     p.add_argument("--config", help="YAML or JSON base training config; flags override it")
     p.add_argument("--tuner", default="random", choices=["random", "hyperband", "bayesian"])
-    p.add_argument("--max-trials", type=int, default=10)
+    p.add_argument("--max-trials", type=int,
+                   help="trials of a random or bayesian search (default: 10); hyperband refuses it "
+                        "(bound it with --epochs)")
     p.add_argument("--fix", action="append", metavar="NAME=VALUE", help="pin a hyperparameter")
     p.add_argument("--range", action="append", metavar="NAME=JSON",
                    help="narrow one: LOW:HIGH[:STEP], or a JSON list of choices")
     p.add_argument("--distribution-strategy", choices=["mirrored", "default"])
     p.add_argument("--export", metavar="NAME", help="export the best model to savedmodels/NAME")
-    p.add_argument("--overwrite", action="store_true", help="start the search afresh")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start the search afresh, replacing one with another request in --output-dir "
+                        "(default: resume the same request, refuse another)")
     _add_config_flags(p, config, preset_names)
     p.set_defaults(func=cmd_tune)
 

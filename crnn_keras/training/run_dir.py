@@ -39,15 +39,19 @@ def check_run_dir(config, overwrite: bool = False) -> bool:
         old = load_config_file(path)
     except ValueError as err:
         old = {"(unreadable config.yaml)": str(err)}
-    new = config.to_dict()
-    differing = sorted(k for k in set(old) | set(new) if k != "verbose" and old.get(k) != new.get(k))
-    if not differing:
+    details = differences(old, config.to_dict(), ignore=("verbose",))
+    if not details:
         return False
     if not overwrite:
-        details = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in differing)
         raise ValueError(f"{run_dir!r} holds a run with another config ({details}). Pass --overwrite to "
                          "replace that run, or choose another --output-dir.")
     return True
+
+
+def differences(old: dict, new: dict, ignore: tuple = ()) -> str:
+    """`"key: old there, new now, ..."` for the keys whose values differ ("" if none)."""
+    keys = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys)
 
 
 def load_run_model(path: str):

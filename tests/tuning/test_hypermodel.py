@@ -1,10 +1,11 @@
+import keras
 import keras_tuner
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from crnn_keras.data import load_dataset
-from crnn_keras.layers import SpatialSweep2D
+from crnn_keras.layers import SpatialSweep2D, SweepBlock2D
 from crnn_keras.training import TrainConfig, make_config
 from crnn_keras.tuning import CRNNHyperModel
 
@@ -24,6 +25,53 @@ def test_fixed_and_narrowed_values_shape_the_model():
 def test_unknown_hyperparameter():
     with pytest.raises(ValueError, match="Unknown hyperparameters \\['depth'\\]"):
         CRNNHyperModel(2, (32, 32, 3), fixed={"depth": 3})
+
+
+@pytest.mark.parametrize("name, space, message", [
+    ("units", 32, "--fix units=32"),  # Was a TypeError traceback.
+    ("cell", "gru", "list of choices.*--fix cell=gru"),  # Was "could not convert string to float: 'u'".
+    ("units", (16, 64, 0), "STEP > 0"),
+    ("units", (8.0, 16), "integers"),
+    ("order", (1, 2), "list of choices"),
+])
+def test_bad_ranges_are_refused_with_the_fix(name, space, message):
+    with pytest.raises(ValueError, match=message):
+        CRNNHyperModel(2, (16, 16, 3), ranges={name: space})
+
+
+def test_dict_range_with_integer_bounds_is_an_int():
+    hm = CRNNHyperModel(2, (16, 16, 3), ranges={"units": {"min_value": 16, "max_value": 64, "step": 16},
+                                                "blocks": {"min_value": 1, "max_value": 2}})
+    config = hm.config_for(keras_tuner.HyperParameters())
+    assert type(config.sweep["units"]) is int and type(config.sweep["blocks"]) is int  # Was 16.0 and 1.0.
+
+
+def test_base_precision_schedule_and_architecture_options_reach_the_trial_model():
+    base = TrainConfig(precision="mixed_bfloat16", schedule="cosine", warmup_epochs=1, epochs=2,
+                       sweep={"residual": True}, backbone={"sync_batch_norm": True})
+    hm = CRNNHyperModel(2, (16, 16, 3), base_config=base, steps_per_epoch=3,
+                        fixed={"units": 8, "backbone_width": 8, "blocks": 1, "convs_per_stage": 1})
+    model = hm.build(keras_tuner.HyperParameters())
+    assert keras.mixed_precision.global_policy().name == "float32"  # Restored after the build.
+    assert model.backbone.get_layer("stage1_1_conv").compute_dtype == "bfloat16"
+    assert model.backbone.get_layer("stage1_1_bn").synchronized
+    assert any(isinstance(layer, SweepBlock2D) for layer in model.backbone.layers)
+    schedule = model.optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay) and schedule.warmup_steps == 3
+
+
+@pytest.mark.parametrize("base, message", [
+    (dict(sweep={"units": 32}), "--fix units=32"),
+    (dict(head={"dropout": 0.3}), "--fix dropout=0.3"),
+    (dict(learning_rate=0.01), "--fix learning_rate=0.01"),
+    (dict(backbone={"filters": [8, 16]}), "--fix backbone_width"),
+    (dict(backbone="ResNet50"), "conv backbone"),
+    (dict(schedule="step"), "steps_per_epoch"),  # No steps to lay the schedule over.
+    (dict(warmup_epochs=1.0, epochs=2), "steps_per_epoch"),
+])
+def test_base_options_the_trials_would_not_follow_are_refused(base, message):
+    with pytest.raises(ValueError, match=message):
+        CRNNHyperModel(2, (16, 16, 3), base_config=TrainConfig(**{"schedule": "constant", **base}))
 
 
 def test_random_search_reload_and_best_config_round_trip(tmp_path):

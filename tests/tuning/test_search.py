@@ -1,9 +1,11 @@
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from crnn_keras.cli import main
@@ -34,10 +36,78 @@ def test_cli_search_table_best_config_and_export(tmp_path, capsys, monkeypatch):
 
 def test_hyperband_and_bayesian_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for tuner in ("hyperband", "bayesian"):
-        assert main(["tune", "--tuner", tuner, "--max-trials", "2", "--dataset", DATASET, "--epochs", "2",
+    for tuner, trials in (("hyperband", []), ("bayesian", ["--max-trials", "2"])):
+        assert main(["tune", "--tuner", tuner, *trials, "--dataset", DATASET, "--epochs", "2",
                      "--output-dir", tuner, "--verbose", "0", *NARROW]) == 0
         assert os.path.exists(f"{tuner}/best.yaml")
+
+
+TUNE = ["tune", "--dataset", DATASET, "--epochs", "1", "--output-dir", "t", "--verbose", "0", *NARROW]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--tuner", "hyperband", "--max-trials", "2"], "does not bound hyperband.*--epochs"),
+    (["--tuner", "hyperband", "--schedule", "cosine"], "--schedule constant"),
+    (["--sweep", '{"units": 32}'], "--fix units=32"),
+    (["--strategy", "default"], "--distribution-strategy"),
+    (["--range", "units=32"], "--fix units=32"),
+    (["--range", "cell=gru"], "list of choices"),
+])
+def test_options_the_search_cannot_follow_are_refused(tmp_path, monkeypatch, capsys, flags, message):
+    monkeypatch.chdir(tmp_path)
+    assert main([*TUNE, *flags]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not os.path.exists("t/tuner")
+
+
+def test_trials_follow_precision_translate_schedule_and_base_options(tmp_path, monkeypatch):
+    import keras
+
+    from crnn_keras.layers import SweepBlock2D
+    from crnn_keras.tuning import search
+
+    monkeypatch.chdir(tmp_path)
+    loads, built = [], []
+    real_load, real_build = search.load_dataset, search.CRNNHyperModel.build
+    monkeypatch.setattr(search, "load_dataset", lambda *a, **kw: loads.append(kw) or real_load(*a, **kw))
+
+    def build(self, hp):
+        model = real_build(self, hp)
+        built.append((model.backbone.get_layer("stage1_1_conv").compute_dtype, model.optimizer._learning_rate,
+                      any(isinstance(layer, SweepBlock2D) for layer in model.backbone.layers)))
+        return model
+
+    monkeypatch.setattr(search.CRNNHyperModel, "build", build)
+    flags = ["--max-trials", "1", "--epochs", "2", "--precision", "mixed_bfloat16", "--augment",
+             "--translate", "0.2", "--schedule", "cosine", "--warmup-epochs", "1", "--sweep",
+             '{"residual": true}', "--backbone", '{"sync_batch_norm": true}']
+    assert main([*TUNE, *flags]) == 0
+    assert loads[0]["translate"] == 0.2
+    dtype, schedule, residual = built[-1]
+    assert dtype == "bfloat16" and residual
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay) and schedule.warmup_steps == 1
+    assert keras.mixed_precision.global_policy().name == "float32"  # Restored after the search.
+    best = yaml.safe_load(open("t/best.yaml"))
+    assert best["sweep"]["residual"] and best["backbone"]["sync_batch_norm"] and best["schedule"] == "cosine"
+
+
+def test_rerun_resumes_the_same_request_and_refuses_another_and_writes_state_atomically(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    replaced, real_replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: replaced.append(os.path.relpath(dst)) or real_replace(src, dst))
+    assert main([*TUNE, "--max-trials", "1", "--fix", "units=8"]) == 0
+    # Keras Tuner's state and checkpoints went through a temporary file and a rename.
+    for name in ("oracle.json", "trial_0/trial.json", "trial_0/checkpoint.weights.h5"):
+        assert os.path.join("t", "tuner", "crnn", name) in replaced
+    assert json.load(open("t/search.json"))["fixed"]["units"] == 8
+    capsys.readouterr()
+    assert main([*TUNE, "--max-trials", "1", "--fix", "units=8"]) == 0  # The same request: resumed.
+    assert json.loads((out := capsys.readouterr().out)[out.index("{\n"):])["trials"] == 1
+    assert main([*TUNE, "--max-trials", "1", "--fix", "units=16"]) == 2
+    assert "fixed.units: 8 there, 16 now" in capsys.readouterr().err
+    assert main([*TUNE, "--max-trials", "1", "--fix", "units=16", "--overwrite"]) == 0
+    assert yaml.safe_load(open("t/best.yaml"))["sweep"]["units"] == 16
 
 
 def _free_port():
