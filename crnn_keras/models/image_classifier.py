@@ -83,6 +83,9 @@ class CRNNImageClassifier(ImageClassifier):
         hidden_units = list(hidden_units or [])
         if not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in hidden_units):
             raise ValueError(f"`hidden_units` must be positive ints, got {hidden_units!r}.")
+        if pool_strides is not None and not pool_size:
+            raise ValueError(f"`pool_strides={pool_strides!r}` applies to the pooling of `pool_size`; set "
+                             "pool_size too, or remove it.")
         if activation not in (None, "softmax", "linear"):
             raise ValueError(f"`activation` must be None (logits) or 'softmax', got {activation!r}.")
         compile_now = kwargs.pop("compile", True)
@@ -176,7 +179,7 @@ class CRNNImageClassifier(ImageClassifier):
     # epoch, where keras-hub's pipeline would batch them in a fixed order.
     def fit(self, x=None, y=None, *args, **kwargs):
         if self.preprocessor is None:
-            if type(x).__module__.startswith("tensorflow") and "shuffle" not in kwargs:
+            if hasattr(x, "element_spec") and "shuffle" not in kwargs:  # A tf.data.Dataset (not a tensor).
                 kwargs["shuffle"] = False  # Keras ignores it for a tf.data.Dataset, and warns.
             return keras.Model.fit(self, x, y, *args, **kwargs)
         return super().fit(x, y, *args, **kwargs)
@@ -287,6 +290,7 @@ def cnn_baseline(classifier: CRNNImageClassifier, match_params: bool = True,
     head = {k: v for k, v in classifier.get_config().items()
             if k in ("num_classes", "pooling", "hidden_units", "dropout", "pool_size",
                      "pool_strides", "activation")}
+    head["head_dtype"] = classifier.head_dtype
     sweep = {**plain(b.sweep), "blocks": 0}
 
     def build(filters):

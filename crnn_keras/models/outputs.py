@@ -18,9 +18,17 @@ def outputs_logits(model: keras.Model) -> bool:
     if hasattr(model, "outputs_logits"):
         return bool(model.outputs_logits)
     last = model.layers[-1]
+    if isinstance(last, keras.Model):  # A nested model: its own last layer decides.
+        return outputs_logits(last)
     if isinstance(last, keras.layers.Softmax):
         return False
-    activation = getattr(last, "activation", None)
+    if not hasattr(last, "activation"):  # A Lambda, a Dropout, ...: a softmax may hide before or in it.
+        raise ValueError(
+            f"Cannot tell whether model {model.name!r} outputs logits or probabilities: its last "
+            f"layer {last.name!r} ({type(last).__name__}) has no activation. End it in a linear "
+            "layer (logits) or a softmax."
+        )
+    activation = last.activation
     if activation is keras.activations.softmax:
         return False
     if activation in (None, keras.activations.linear):

@@ -157,6 +157,41 @@ def test_labels_outside_the_classes_are_refused_not_ignored():
             loss(np.array([3]), logits)
 
 
+def test_a_nested_softmax_means_probabilities_and_an_unknown_end_is_refused():
+    from crnn_keras.models import outputs_logits
+
+    inputs = keras.Input((4,))
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    assert not outputs_logits(keras.Model(inputs, inner(inputs)))
+    ending = keras.layers.Lambda(keras.activations.softmax)(keras.layers.Dense(3)(inputs))
+    with pytest.raises(ValueError, match="Lambda\\) has no activation"):
+        outputs_logits(keras.Model(inputs, ending))
+
+
+def test_fit_shuffles_tensors_but_not_datasets(monkeypatch):
+    import tensorflow as tf
+
+    seen = []
+    monkeypatch.setattr(keras.Model, "fit", lambda self, x, y=None, *a, **kw: seen.append(kw.get("shuffle")))
+    model = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=2, image_shape=(8, 8, 3))
+    x, y = np.zeros((4, 8, 8, 3), "float32"), np.zeros((4,), "int64")
+    model.fit(tf.constant(x), tf.constant(y))
+    model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(2))
+    assert seen == [None, False]  # Keras's default (shuffle) for tensors.
+
+
+def test_the_baseline_keeps_the_head_dtype():
+    crnn = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=2, image_shape=(8, 8, 3),
+                                           dtype="mixed_bfloat16", head_dtype="float32")
+    assert crnn.get_layer("pooler").dtype_policy.name == "float32"
+    assert cnn_baseline(crnn).get_layer("pooler").dtype_policy.name == "float32"
+
+
+def test_pool_strides_without_pool_size_is_refused():
+    with pytest.raises(ValueError, match="pool_strides=2.*set pool_size too"):
+        CRNNImageClassifier.from_preset("crnn_tiny", num_classes=2, image_shape=(8, 8, 3), pool_strides=2)
+
+
 def test_a_final_softmax_layer_means_probabilities():
     from crnn_keras.models import outputs_logits, to_probabilities
 
