@@ -7,11 +7,12 @@ run its one Keras `train_step`; see `train` and `train_multi_worker`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
-from typing import Any
+from typing import Any, Iterator
 
 import keras
 import tensorflow as tf
@@ -51,6 +52,17 @@ def check_tf_config(strategy: str = "multi_worker") -> None:
         raise ValueError(f"TF_CONFIG describes a cluster of {size}, but strategy={strategy!r} trains on this "
                          "machine alone (every worker would write the same run). Pass --strategy multi_worker, "
                          "or unset TF_CONFIG.")
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Keras's global dtype policy set to `name` for the block, then restored."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def get_strategy(name: str = "mirrored") -> tf.distribute.Strategy:
@@ -144,12 +156,18 @@ def load_splits(config: TrainConfig, global_batch: int, initial_epoch: int = 0):
     )
     val_ds, _ = load_dataset(config.dataset, config.validation_split, batch_size=global_batch, **common)
     test_ds, _ = load_dataset(config.dataset, config.test_split, batch_size=global_batch, **common)
+    return train_ds, val_ds, test_ds, info, steps_per_epoch(config, info, global_batch)
+
+
+def steps_per_epoch(config: TrainConfig, info: DatasetInfo, global_batch: int) -> int:
+    """Batches of `global_batch` in one pass over the training split (the last one partial)."""
     n_train = info.splits.get("train")
     if not n_train:
-        n_train = int(load_dataset(config.dataset, "train", batch_size=1, **common)[0].cardinality())
+        n_train = int(load_dataset(config.dataset, "train", batch_size=1, image_size=config.image_size,
+                                   channels=config.channels, seed=config.seed)[0].cardinality())
     if n_train <= 0:
         raise ValueError(f"Cannot tell the size of the training split of {config.dataset!r}.")
-    return train_ds, val_ds, test_ds, info, math.ceil(n_train / global_batch)
+    return math.ceil(n_train / global_batch)
 
 
 REPLACED = ".replaced-"  # `<output_dir>.replaced-N`: a run being replaced.
@@ -163,10 +181,10 @@ def start_run(config: TrainConfig, replace: bool) -> None:
     nothing. A killed run's temporary files are removed (with a warning) before a
     resumed one writes."""
     if replace:
-        n = 1
-        while os.path.exists(f"{os.path.normpath(config.output_dir)}{REPLACED}{n}"):
+        aside, n = os.path.normpath(config.output_dir) + REPLACED, 1
+        while os.path.exists(f"{aside}{n}"):
             n += 1
-        os.replace(config.output_dir, f"{os.path.normpath(config.output_dir)}{REPLACED}{n}")
+        os.replace(config.output_dir, f"{aside}{n}")
     os.makedirs(config.output_dir, exist_ok=True)
     remove_stale_temporaries(config.output_dir)
     config.save(os.path.join(config.output_dir, "config.yaml"))
@@ -201,7 +219,7 @@ def finish_run(config: TrainConfig, model: keras.Model, test_ds: tf.data.Dataset
 
 
 def _drop_replaced(run_dir: str) -> None:
-    """Deletes the runs this finished run replaced (`<run_dir>.replaced-<pid>`)."""
+    """Deletes the runs this finished run replaced (`<run_dir>.replaced-N`)."""
     parent, name = os.path.split(os.path.normpath(run_dir))
     for entry in os.listdir(parent or "."):
         if entry.startswith(name + REPLACED) and entry[len(name + REPLACED):].isdigit():

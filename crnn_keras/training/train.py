@@ -26,7 +26,8 @@ from crnn_keras.training.config import TrainConfig
 from crnn_keras.training.multi_worker import train_multi_worker
 from crnn_keras.training.run_dir import check_run_dir
 from crnn_keras.training.task import (
-    build_model, check_tf_config, compile_model, finish_run, get_strategy, load_splits, start_run,
+    build_model, check_tf_config, compile_model, dtype_policy, finish_run, get_strategy, load_splits,
+    start_run,
 )
 
 
@@ -49,9 +50,7 @@ def train(config: TrainConfig | dict[str, Any], overwrite: bool = False) -> dict
 
     run_dir = config.output_dir
     backup = os.path.join(run_dir, "backup")
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(config.precision)
-    try:
+    with dtype_policy(config.precision):
         keras.utils.set_random_seed(config.seed)
         strategy = get_strategy(config.strategy)
         global_batch = config.batch_size * strategy.num_replicas_in_sync
@@ -79,5 +78,3 @@ def train(config: TrainConfig | dict[str, Any], overwrite: bool = False) -> dict
                 shuffle=False,  # the pipeline shuffles; Keras 3 warns on Datasets otherwise
             )
         return finish_run(config, model, test_ds, info, strategy.num_replicas_in_sync)
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)

@@ -8,10 +8,9 @@ with `crnn-keras train --config best.yaml`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-from typing import Any, Iterator
+from typing import Any
 
 import keras
 import keras_tuner
@@ -75,17 +74,6 @@ def check_space(name: str, space: Any) -> None:
         raise ValueError(f"{where}: needs LOW <= HIGH and a STEP > 0.")
     if name in INTEGER and not all(isinstance(v, int) for v in bounds):
         raise ValueError(f"{where}: {name} takes integers, so its bounds and step must be integers.")
-
-
-@contextlib.contextmanager
-def dtype_policy(name: str) -> Iterator[None]:
-    """Keras's global dtype policy set to `name` for the block, then restored."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 class CRNNHyperModel(keras_tuner.HyperModel):
@@ -201,7 +189,7 @@ class CRNNHyperModel(keras_tuner.HyperModel):
         ).validate()
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-        from crnn_keras.training.task import build_model, compile_model
+        from crnn_keras.training.task import build_model, compile_model, dtype_policy
 
         config = self.config_for(hp)
         info = DatasetInfo(name="", num_classes=self.num_classes,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 from typing import Any, Iterator
 
@@ -16,7 +15,8 @@ import tensorflow as tf
 from crnn_keras.atomic import atomic_path, remove_stale_temporaries, write_json, write_text
 from crnn_keras.data import load_dataset
 from crnn_keras.training.config import TrainConfig
-from crnn_keras.tuning.hypermodel import CRNNHyperModel, dtype_policy
+from crnn_keras.training.task import dtype_policy, steps_per_epoch
+from crnn_keras.tuning.hypermodel import CRNNHyperModel
 
 TUNERS = {
     "random": keras_tuner.RandomSearch,
@@ -182,11 +182,8 @@ def run_search(config: TrainConfig, tuner: str = "random", max_trials: int | Non
     train, info = load_dataset(config.dataset, "train", batch_size=global_batch, augment=config.augment,
                                translate=config.translate, **common)
     val, _ = load_dataset(config.dataset, config.validation_split, batch_size=global_batch, **common)
-    steps = int(train.cardinality())
-    if steps < 1 and info.splits.get("train"):
-        steps = math.ceil(info.splits["train"] / global_batch)
-    hypermodel = CRNNHyperModel(info.num_classes, info.image_shape, base_config=config,
-                                fixed=fixed, ranges=ranges, steps_per_epoch=steps if steps > 0 else None)
+    hypermodel = CRNNHyperModel(info.num_classes, info.image_shape, base_config=config, fixed=fixed,
+                                ranges=ranges, steps_per_epoch=steps_per_epoch(config, info, global_batch))
     hypermodel.config_for(keras_tuner.HyperParameters())  # A bad fixed value fails here, not in every trial.
 
     directory = os.path.join(config.output_dir, "tuner")
