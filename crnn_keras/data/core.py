@@ -130,9 +130,7 @@ def load_source(spec: str, split: str, seed: int = 0) -> tuple[tf.data.Dataset, 
     else:
         dataset, info = module.load(name, base, seed=seed, **options)
         if start is not None or stop is not None:
-            n = info.splits.get(base)
-            if n is None:
-                n = int(dataset.cardinality())
+            n = _size(dataset, info, base)
             i, j = slice_bounds(n, start, stop)
             if j <= i:
                 raise ValueError(f"Split {split!r} selects none of the {n} examples of {base!r} in {spec!r}.")
@@ -140,6 +138,12 @@ def load_source(spec: str, split: str, seed: int = 0) -> tuple[tf.data.Dataset, 
             info.splits = {**info.splits, split: j - i}
     info.name = spec
     return dataset, info
+
+
+def _size(dataset: tf.data.Dataset, info: DatasetInfo, split: str) -> int:
+    """Examples in `split` (its recorded size, else the dataset's cardinality; < 0: unknown)."""
+    n = info.splits.get(split)
+    return int(dataset.cardinality()) if n is None else n
 
 
 def check_disjoint(spec: str, split_a: str, split_b: str, seed: int = 0) -> None:
@@ -153,8 +157,7 @@ def check_disjoint(spec: str, split_a: str, split_b: str, seed: int = 0) -> None
     (base, *slice_a), (other, *slice_b) = parse_split(split_a), parse_split(split_b)
     if base != other:
         return
-    dataset, info = load_source(spec, base, seed)
-    n = info.splits.get(base) or int(dataset.cardinality())
+    n = _size(*load_source(spec, base, seed), base)
     if n < 0:
         raise ValueError(f"Cannot tell whether {split_a!r} and {split_b!r} overlap: the size of {base!r} "
                          f"in {spec!r} is unknown. Use two different splits.")

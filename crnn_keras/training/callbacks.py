@@ -25,8 +25,8 @@ class EpochBackup(keras.callbacks.Callback):
     the number of finished epochs, the training seconds they took in all
     (across restarts) and the random-number states of the model's layers
     (dropout's masks go on as if never stopped), is replaced atomically (the
-    commit point); then older weights are removed. A `kill -9` at any moment leaves the last committed
-    epoch in force: none is lost or repeated.
+    commit point); then older weights are removed. A `kill -9` at any moment
+    leaves the last committed epoch in force: none is lost or repeated.
 
     Restoring is explicit and public-API only: `finished_epochs` tells where to
     start (the data pipeline needs it first), `restore` loads the state into a
