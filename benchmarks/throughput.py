@@ -5,8 +5,9 @@ Default: 32x32x3 input, conv stem to an 8x8x64 map (preset `crnn_small`),
 64-unit bidirectional LSTM sweeps (rows then columns), batch 64, 2 threads.
 `--size 64` gives a 16x16 map (sequences twice as long). The Keras rows use
 `THREADS` intra-op threads and TensorFlow's default inter-op pool, as the
-package does. Three rows switch one route off: `keras_crnn_xla_each` (the row
-and column sweeps compiled as two XLA functions, not one), `keras_crnn_keras_bn`
+package does. Three rows switch one route off: `keras_crnn_unfused` (Keras's
+own LSTM in the training sweeps, both compiled as one XLA function, in place of
+`fused_lstm`'s hand-written gradient), `keras_crnn_keras_bn`
 (Keras's unfused BatchNormalization) and `keras_crnn_inter1` (one inter-op
 thread).
 
@@ -33,10 +34,10 @@ import time
 from benchmarks.common import THREADS, fix_threads, forward_macs, median, peak_rss_mb, print_table, write_json
 
 BATCH, CLASSES = 64, 10
-IMPLS = ("keras_crnn", "keras_crnn_xla", "keras_crnn_xla_each", "keras_crnn_keras_bn", "keras_crnn_inter1",
+IMPLS = ("keras_crnn", "keras_crnn_xla", "keras_crnn_unfused", "keras_crnn_keras_bn", "keras_crnn_inter1",
          "torch_crnn", "keras_cnn")
 # Keras rows run as the package does: THREADS intra-op threads, TensorFlow's own inter-op pool.
-# keras_crnn_xla_each: the C-RNN with its row and column sweeps compiled as two XLA functions, not one.
+# keras_crnn_unfused: the C-RNN training through Keras's LSTM (compiled) instead of the fused sweep.
 # keras_crnn_keras_bn: the C-RNN with Keras's own (unfused) BatchNormalization in the stem.
 # keras_crnn_inter1: the C-RNN with one inter-op thread (ops run one at a time).
 
@@ -50,10 +51,10 @@ def keras_model(impl: str, size: int):
 
     if impl == "keras_crnn_keras_bn":
         backbones.BatchNormalization = keras.layers.BatchNormalization
-    if impl == "keras_crnn_xla_each":
-        from crnn_keras.layers import SpatialSweep2D
+    if impl == "keras_crnn_unfused":
+        from crnn_keras.layers import RowSweep
 
-        SpatialSweep2D._compiles_whole = lambda self, shape: False
+        RowSweep._fuses = lambda self, shape, training: False
     keras.utils.set_random_seed(0)
     crnn = CRNNImageClassifier.from_preset("crnn_small", num_classes=CLASSES, image_shape=(size, size, 3))
     model = cnn_baseline(crnn) if impl == "keras_cnn" else crnn
