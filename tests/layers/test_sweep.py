@@ -288,6 +288,68 @@ def test_both_sweeps_compile_as_one_function(monkeypatch, make):
     assert len(compiled) == 1
 
 
+def _counting_fused(monkeypatch):
+    from crnn_keras.layers import fused_lstm
+
+    calls, real = [], fused_lstm.bidirectional_lstm_sweep
+    monkeypatch.setattr(fused_lstm, "bidirectional_lstm_sweep", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("make", [
+    lambda: RowSweep(4), lambda: ColumnSweep(4, merge_mode="mul"), lambda: RowSweep(4, merge_mode="ave"),
+    lambda: SpatialSweep2D(4, merge_mode="sum"), lambda: SweepBlock2D(4),
+])
+def test_fused_lstm_training_sweep_equals_keras_lstm(monkeypatch, make):
+    calls = _counting_fused(monkeypatch)
+    fused = make()
+    plain = type(fused).from_config({**fused.get_config(), "jit_compile": False})
+    x = tf.constant(_map(b=3, h=5, w=7, c=6))
+    fused(x), plain(x)
+    plain.set_weights(fused.get_weights())
+
+    def step(layer, training):
+        @tf.function(input_signature=[tf.TensorSpec((None, 5, 7, 6))])  # Unknown batch.
+        def run(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=training)
+                loss = tf.reduce_sum(y * tf.cos(y))  # Uneven upstream gradients.
+            return y, tape.gradient(loss, [x] + layer.trainable_variables)
+        return run
+
+    for training in (True, False):
+        calls.clear()
+        (yf, gf), (yp, gp) = step(fused, training)(x), step(plain, training)(x)
+        # Training calls run the fused sweep; inference keeps the compiled Keras LSTM.
+        assert bool(calls) == training
+        np.testing.assert_allclose(yf, yp, atol=1e-5)
+        assert len(gf) == len(gp) == 1 + len(fused.trainable_variables)
+        for a, b in zip(gf, gp):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_lstm_sweep_only_where_it_applies(monkeypatch):
+    calls = _counting_fused(monkeypatch)
+    x = tf.constant(_map(h=5, w=7))
+
+    def built(layer):
+        layer.build(x.shape)
+        return layer
+
+    def train(layer, **kwargs):
+        tf.function(lambda x: layer(x, training=True), **kwargs)(x)
+
+    for layer in (RowSweep(4, cell="gru"), RowSweep(4, bidirectional=False), RowSweep(4, jit_compile=False),
+                  RowSweep(4, unroll=False), RowSweep(4, dropout=0.1), RowSweep(4, dtype="mixed_bfloat16")):
+        train(built(layer))
+    built(RowSweep(4))(x, training=True)  # Eager.
+    train(built(RowSweep(4)), jit_compile=True)  # Inside an XLA function already.
+    assert calls == []
+    train(built(RowSweep(4)))
+    assert calls == [1]
+
+
 def test_unroll_values_are_checked():
     assert RowSweep(2, unroll=1).unroll is True
     with pytest.raises(ValueError, match="unroll='yes'.*'auto'"):
