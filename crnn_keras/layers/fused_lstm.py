@@ -100,6 +100,25 @@ def _backward(dy, kernel_f, kernel_b, recurrent_f, recurrent_b, acts_f, cells_f,
     return dx, dzs[0], dzs[1]
 
 
+def _check(x, forward_cell, backward_cell, transpose):
+    import keras
+
+    for cell in (forward_cell, backward_cell):
+        if not isinstance(cell, keras.layers.LSTMCell) or not cell.built or not cell.use_bias or (
+                cell.dropout or cell.recurrent_dropout
+                or keras.activations.serialize(cell.activation) != "tanh"
+                or keras.activations.serialize(cell.recurrent_activation) != "sigmoid"):
+            raise ValueError(
+                "bidirectional_lstm_sweep needs two built `keras.layers.LSTMCell`s with a bias, no dropout and the "
+                f"default activations (tanh, sigmoid); got {cell!r}. Run other cells through `keras.layers.RNN`.")
+    if forward_cell.units != backward_cell.units:
+        raise ValueError(f"The two cells differ in units: {forward_cell.units} and {backward_cell.units}.")
+    if len(x.shape) != 4 or x.shape[-1] != forward_cell.kernel.shape[0] or x.shape[1 if transpose else 2] is None:
+        raise ValueError(
+            f"bidirectional_lstm_sweep needs a (batch, height, width, {forward_cell.kernel.shape[0]}) map with a "
+            f"known {'height' if transpose else 'width'} (the sweep length); got shape {tuple(x.shape)}.")
+
+
 _forward_xla = tf.function(_forward, jit_compile=True, autograph=False)
 _backward_xla = tf.function(_backward, jit_compile=True, autograph=False)
 
@@ -111,7 +130,18 @@ def bidirectional_lstm_sweep(x, forward_cell, backward_cell, transpose: bool = F
 
     Differentiable in the cells' `kernel`, `recurrent_kernel` and `bias`, and in `x`.
     Returns `(batch, height, width, 2 * units)`: forward states, then backward.
+
+    Example (equal to the Keras layer on each row):
+
+    >>> import keras, numpy as np
+    >>> rnn = keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True))
+    >>> x = tf.random.normal((2, 4, 5, 6))  # 2 maps of 4 rows of 5 steps
+    >>> expected = tf.reshape(rnn(tf.reshape(x, (8, 5, 6))), (2, 4, 5, 6))
+    >>> y = bidirectional_lstm_sweep(x, rnn.forward_layer.cell, rnn.backward_layer.cell)
+    >>> bool(np.allclose(y, expected, atol=1e-5))
+    True
     """
+    _check(x, forward_cell, backward_cell, transpose)
     units = forward_cell.units
 
     @tf.custom_gradient

@@ -160,6 +160,9 @@ class RowSweep(keras.layers.Layer):
             kernels (XLA's CPU convolutions are slower than oneDNN's). On a
             2-core CPU this makes `crnn_small`'s training step about 15%
             faster and inference about 40% faster, with equal results.
+            A float32 bidirectional LSTM trains through
+            `fused_lstm.bidirectional_lstm_sweep` there (Keras's LSTM
+            weights, a hand-written gradient): about 10% faster again.
             `False` never compiles (exports use it: TF Serving builds may
             lack XLA).
         **kwargs: base layer arguments (`name`, `dtype`, ...).
