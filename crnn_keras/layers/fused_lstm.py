@@ -154,6 +154,7 @@ def bidirectional_lstm_sweep(x, forward_cell, backward_cell, transpose: bool = F
         y.set_shape(tuple(x.shape[:3]) + (2 * units,))
 
         def grad(dy):
+            dy = tf.convert_to_tensor(dy)  # IndexedSlices, e.g. below a gather.
             dy.set_shape(y.shape)
             dx, dz_f, dz_b = _backward_xla(dy, kernel_f, kernel_b, recurrent_f, recurrent_b, acts_f, cells_f,
                                            acts_b, cells_b, tf.ones((), dy.dtype), transpose, shape)

@@ -284,13 +284,15 @@ class RowSweep(keras.layers.Layer):
         inference stays on the compiled Keras LSTM, which is faster there)."""
         seq_len = shape[1] if self._transpose else shape[2]
         return (
-            bool(training) and self.cell == "lstm" and self.bidirectional and self.compute_dtype == "float32"
+            training is True and self.cell == "lstm" and self.bidirectional and self.compute_dtype == "float32"
+            and self.use_cudnn is not True  # Keras's LSTM refuses it on a CPU: so does the fused sweep.
             and seq_len is not None and self._unrolls(seq_len) is True and self._compiles()
         )
 
     def _fused(self, inputs):
         from crnn_keras.layers.fused_lstm import bidirectional_lstm_sweep
 
+        inputs = ops.cast(inputs, self.compute_dtype)  # As Keras's LSTM does, also with `autocast=False`.
         y = bidirectional_lstm_sweep(inputs, self.rnn.forward_layer.cell, self.rnn.backward_layer.cell,
                                      transpose=self._transpose)
         if self.merge_mode == "concat":

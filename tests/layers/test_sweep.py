@@ -345,9 +345,33 @@ def test_fused_lstm_sweep_only_where_it_applies(monkeypatch):
         train(built(layer))
     built(RowSweep(4))(x, training=True)  # Eager.
     train(built(RowSweep(4)), jit_compile=True)  # Inside an XLA function already.
+    with pytest.raises(ValueError, match="use_cudnn=True"):  # Refused on a CPU, as by Keras's LSTM.
+        train(built(RowSweep(4, use_cudnn=True)))
     assert calls == []
     train(built(RowSweep(4)))
     assert calls == [1]
+
+
+def test_fused_lstm_sweep_takes_other_input_dtypes_and_sparse_gradients():
+    x = tf.constant(_map(h=3, w=5), dtype="float64")
+    fused, plain = RowSweep(3, autocast=False), RowSweep(3, autocast=False, jit_compile=False)
+    fused.build(x.shape), plain.build(x.shape)
+    plain.set_weights(fused.get_weights())
+
+    def step(layer):
+        @tf.function
+        def run(x):
+            with tf.GradientTape() as tape:
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(tf.gather(y, [0]) ** 2)  # Its gradient is IndexedSlices.
+            return y, tape.gradient(loss, layer.trainable_variables)
+        return run
+
+    (yf, gf), (yp, gp) = step(fused)(x), step(plain)(x)
+    assert yf.dtype == yp.dtype == tf.float32
+    np.testing.assert_allclose(yf, yp, atol=1e-5)
+    for a, b in zip(gf, gp):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_unroll_values_are_checked():
