@@ -239,6 +239,26 @@ def _xla_functions(fn, *args):
     return sum("_XlaMustCompile" in f.attr and f.attr["_XlaMustCompile"].b for f in graph.library.function)
 
 
+def _traced_grads(layer, loss=lambda y: tf.reduce_sum(y**2), training=True, input_signature=None, wrt_input=False):
+    """A traced call of `layer`: its output and the gradients of `loss(output)`."""
+    @tf.function(input_signature=input_signature)
+    def run(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+            value = loss(y)
+        return y, tape.gradient(value, ([x] if wrt_input else []) + layer.trainable_variables)
+    return run
+
+
+def _assert_same_run(a, b):
+    (ya, ga), (yb, gb) = a, b
+    np.testing.assert_allclose(ya, yb, atol=1e-5)
+    assert len(ga) == len(gb)
+    for u, v in zip(ga, gb):  # Relative too: a block's bias gradients sum to ~50.
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("cell,layer", [("lstm", SpatialSweep2D), ("gru", SpatialSweep2D), ("lstm", SweepBlock2D)])
 def test_traced_sweeps_compile_with_xla_and_equal_the_plain_ones(cell, layer):
     auto, plain = layer(4, cell=cell), layer(4, cell=cell, jit_compile=False)
@@ -246,21 +266,9 @@ def test_traced_sweeps_compile_with_xla_and_equal_the_plain_ones(cell, layer):
     auto(x), plain(x)
     plain.set_weights(auto.get_weights())
 
-    def step(layer):
-        @tf.function
-        def run(x):
-            with tf.GradientTape() as tape:
-                y = layer(x, training=True)
-                loss = tf.reduce_sum(y**2)
-            return y, tape.gradient(loss, layer.trainable_variables)
-        return run
-
-    runs = step(auto), step(plain)
+    runs = _traced_grads(auto), _traced_grads(plain)
     assert _xla_functions(runs[0], x) >= 1 and _xla_functions(runs[1], x) == 0
-    (ya, ga), (yp, gp) = runs[0](x), runs[1](x)
-    np.testing.assert_allclose(ya, yp, atol=1e-5)
-    for a, b in zip(ga, gp):  # Relative too: a block's bias gradients sum to ~50.
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    _assert_same_run(runs[0](x), runs[1](x))
     # Not inside a function XLA compiles already (model.compile(jit_compile=True)), where
     # TensorFlow would compile a nested one again at every call.
     assert _xla_functions(tf.function(lambda x: auto(x), jit_compile=True), x) == 0
@@ -308,25 +316,14 @@ def test_fused_lstm_training_sweep_equals_keras_lstm(monkeypatch, make):
     fused(x), plain(x)
     plain.set_weights(fused.get_weights())
 
-    def step(layer, training):
-        @tf.function(input_signature=[tf.TensorSpec((None, 5, 7, 6))])  # Unknown batch.
-        def run(x):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = layer(x, training=training)
-                loss = tf.reduce_sum(y * tf.cos(y))  # Uneven upstream gradients.
-            return y, tape.gradient(loss, [x] + layer.trainable_variables)
-        return run
-
     for training in (True, False):
         calls.clear()
-        (yf, gf), (yp, gp) = step(fused, training)(x), step(plain, training)(x)
+        runs = [_traced_grads(layer, lambda y: tf.reduce_sum(y * tf.cos(y)), training,  # Uneven upstream grads.
+                              [tf.TensorSpec((None, 5, 7, 6))], wrt_input=True)(x) for layer in (fused, plain)]
         # Training calls run the fused sweep; inference keeps the compiled Keras LSTM.
         assert bool(calls) == training
-        np.testing.assert_allclose(yf, yp, atol=1e-5)
-        assert len(gf) == len(gp) == 1 + len(fused.trainable_variables)
-        for a, b in zip(gf, gp):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+        assert len(runs[0][1]) == 1 + len(fused.trainable_variables)
+        _assert_same_run(*runs)
 
 
 def test_fused_lstm_sweep_only_where_it_applies(monkeypatch):
@@ -358,20 +355,10 @@ def test_fused_lstm_sweep_takes_other_input_dtypes_and_sparse_gradients():
     fused.build(x.shape), plain.build(x.shape)
     plain.set_weights(fused.get_weights())
 
-    def step(layer):
-        @tf.function
-        def run(x):
-            with tf.GradientTape() as tape:
-                y = layer(x, training=True)
-                loss = tf.reduce_sum(tf.gather(y, [0]) ** 2)  # Its gradient is IndexedSlices.
-            return y, tape.gradient(loss, layer.trainable_variables)
-        return run
-
-    (yf, gf), (yp, gp) = step(fused)(x), step(plain)(x)
-    assert yf.dtype == yp.dtype == tf.float32
-    np.testing.assert_allclose(yf, yp, atol=1e-5)
-    for a, b in zip(gf, gp):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    loss = lambda y: tf.reduce_sum(tf.gather(y, [0]) ** 2)  # noqa: E731  Its gradient is IndexedSlices.
+    runs = [_traced_grads(layer, loss)(x) for layer in (fused, plain)]
+    assert runs[0][0].dtype == runs[1][0].dtype == tf.float32
+    _assert_same_run(*runs)
 
 
 def test_unroll_values_are_checked():
