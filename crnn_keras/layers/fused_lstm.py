@@ -16,10 +16,8 @@ round-off), faster training on CPUs:
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
-
-# Keras's LSTM gate order.
-_I, _F, _C, _O = range(4)
 
 
 def _time_major(x, transpose: bool):
@@ -39,7 +37,8 @@ def _map_major(y, shape, transpose: bool):
 
 
 def _gates(a, units):
-    return [a[:, k * units:(k + 1) * units] for k in (_I, _F, _C, _O)]
+    """The four gates of `a`, `(n, 4 * units)`, in Keras's order: i, f, c~, o."""
+    return [a[:, k * units:(k + 1) * units] for k in range(4)]
 
 
 def _forward(x, kernel, bias, recurrent_f, recurrent_b, transpose):
@@ -101,8 +100,6 @@ def _backward(dy, kernel_f, kernel_b, recurrent_f, recurrent_b, acts_f, cells_f,
 
 
 def _check(x, forward_cell, backward_cell, transpose):
-    import keras
-
     for cell in (forward_cell, backward_cell):
         if not isinstance(cell, keras.layers.LSTMCell) or not cell.built or not cell.use_bias or (
                 cell.dropout or cell.recurrent_dropout
@@ -168,6 +165,5 @@ def bidirectional_lstm_sweep(x, forward_cell, backward_cell, transpose: bool = F
 
         return y, grad
 
-    weights = [w.value if hasattr(w, "value") else w for cell in (forward_cell, backward_cell)
-               for w in (cell.kernel, cell.recurrent_kernel, cell.bias)]
-    return sweep(x, *weights)
+    cells = (forward_cell, backward_cell)
+    return sweep(x, *[w.value for cell in cells for w in (cell.kernel, cell.recurrent_kernel, cell.bias)])

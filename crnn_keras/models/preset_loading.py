@@ -22,6 +22,7 @@ from keras_hub.models import Backbone, ImageClassifier
 from crnn_keras.atomic import pid_alive
 from crnn_keras.models.presets import (
     HEAD_KEYS,
+    METADATA_FILE,
     PRESETS,
     resolve_preset,
     trained_presets,
@@ -36,7 +37,6 @@ TASK_WEIGHTS_FILE = "task.weights.h5"
 _TRAINED_OPTIONS = ("num_classes", "dropout", "activation", "dtype", "image_shape", "name",
                     "compile", "preprocessor", "head_dtype", "trainable")
 SHARDED_WEIGHTS_FILE = "model.weights.json"
-METADATA_FILE = "metadata.json"
 # What `save_to_preset` writes (shards are `model_*.weights.h5`): a folder of
 # these alone is a preset that a new save may replace.
 _PRESET_FILES = (CONFIG_FILE, TASK_FILE, METADATA_FILE, SHARDED_WEIGHTS_FILE)
