@@ -99,21 +99,24 @@ def _backward(dy, kernel_f, kernel_b, recurrent_f, recurrent_b, acts_f, cells_f,
     return dx, dzs[0], dzs[1]
 
 
-def _check(x, forward_cell, backward_cell, transpose):
+def _check_sweep(name, x, forward_cell, backward_cell, transpose, cell_type, needs="", supported=lambda cell: True):
+    """Refuses, naming the fix, cells other than built `cell_type`s with a bias, no
+    dropout and the default activations (and `supported`, described by `needs`), and
+    maps without a known sweep length."""
     for cell in (forward_cell, backward_cell):
-        if not isinstance(cell, keras.layers.LSTMCell) or not cell.built or not cell.use_bias or (
+        if not isinstance(cell, cell_type) or not cell.built or not cell.use_bias or not supported(cell) or (
                 cell.dropout or cell.recurrent_dropout
                 or keras.activations.serialize(cell.activation) != "tanh"
                 or keras.activations.serialize(cell.recurrent_activation) != "sigmoid"):
             raise ValueError(
-                "bidirectional_lstm_sweep needs two built `keras.layers.LSTMCell`s with a bias, no dropout and the "
+                f"{name} needs two built `keras.layers.{cell_type.__name__}`s with a bias, {needs}no dropout and the "
                 f"default activations (tanh, sigmoid); got {cell!r}. Run other cells through `keras.layers.RNN`.")
     if forward_cell.units != backward_cell.units:
         raise ValueError(f"The two cells differ in units: {forward_cell.units} and {backward_cell.units}.")
     if len(x.shape) != 4 or x.shape[-1] != forward_cell.kernel.shape[0] or x.shape[1 if transpose else 2] is None:
         raise ValueError(
-            f"bidirectional_lstm_sweep needs a (batch, height, width, {forward_cell.kernel.shape[0]}) map with a "
-            f"known {'height' if transpose else 'width'} (the sweep length); got shape {tuple(x.shape)}.")
+            f"{name} needs a (batch, height, width, {forward_cell.kernel.shape[0]}) map with a known "
+            f"{'height' if transpose else 'width'} (the sweep length); got shape {tuple(x.shape)}.")
 
 
 _forward_xla = tf.function(_forward, jit_compile=True, autograph=False)
@@ -138,7 +141,7 @@ def bidirectional_lstm_sweep(x, forward_cell, backward_cell, transpose: bool = F
     >>> bool(np.allclose(y, expected, atol=1e-5))
     True
     """
-    _check(x, forward_cell, backward_cell, transpose)
+    _check_sweep("bidirectional_lstm_sweep", x, forward_cell, backward_cell, transpose, keras.layers.LSTMCell)
     units = forward_cell.units
 
     @tf.custom_gradient

@@ -259,8 +259,8 @@ def _assert_same_run(a, b):
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-5)
 
 
-# GRU: an LSTM's training calls run the fused sweep (its own test, below; inference included).
-@pytest.mark.parametrize("cell,layer", [("gru", SpatialSweep2D), ("gru", SweepBlock2D)])
+# A simple RNN: LSTM and GRU training calls run the fused sweeps (their own test, below).
+@pytest.mark.parametrize("cell,layer", [("simple_rnn", SpatialSweep2D), ("simple_rnn", SweepBlock2D)])
 def test_traced_sweeps_compile_with_xla_and_equal_the_plain_ones(cell, layer):
     auto, plain = layer(4, cell=cell), layer(4, cell=cell, jit_compile=False)
     x = _map(h=5, w=7)
@@ -298,18 +298,23 @@ def test_both_sweeps_compile_as_one_function(monkeypatch, make):
 
 
 def _counting_fused(monkeypatch):
-    from crnn_keras.layers import fused_lstm
+    """Records the cell of every fused sweep that runs."""
+    from crnn_keras.layers import fused_gru, fused_lstm
 
-    calls, real = [], fused_lstm.bidirectional_lstm_sweep
-    monkeypatch.setattr(fused_lstm, "bidirectional_lstm_sweep", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = []
+    for module, cell in ((fused_lstm, "lstm"), (fused_gru, "gru")):
+        name = f"bidirectional_{cell}_sweep"
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, real=real, cell=cell, **k: calls.append(cell) or real(*a, **k))
     return calls
 
 
 @pytest.mark.parametrize("make", [
     lambda: RowSweep(4), lambda: ColumnSweep(4, merge_mode="mul"), lambda: RowSweep(4, merge_mode="ave"),
     lambda: SpatialSweep2D(4, merge_mode="sum"), lambda: SweepBlock2D(4),
+    lambda: SpatialSweep2D(4, cell="gru", order="parallel"),
 ])
-def test_fused_lstm_training_sweep_equals_keras_lstm(monkeypatch, make):
+def test_fused_training_sweep_equals_the_keras_layer(monkeypatch, make):
     calls = _counting_fused(monkeypatch)
     fused = make()
     plain = type(fused).from_config({**fused.get_config(), "jit_compile": False})
@@ -321,13 +326,13 @@ def test_fused_lstm_training_sweep_equals_keras_lstm(monkeypatch, make):
         calls.clear()
         runs = [_traced_grads(layer, lambda y: tf.reduce_sum(y * tf.cos(y)), training,  # Uneven upstream grads.
                               [tf.TensorSpec((None, 5, 7, 6))], wrt_input=True)(x) for layer in (fused, plain)]
-        # Training calls run the fused sweep; inference keeps the compiled Keras LSTM.
-        assert bool(calls) == training
+        # Training calls run the fused sweep; inference keeps the compiled Keras layer.
+        assert set(calls) == ({fused.get_config()["cell"]} if training else set())
         assert len(runs[0][1]) == 1 + len(fused.trainable_variables)
         _assert_same_run(*runs)
 
 
-def test_fused_lstm_sweep_only_where_it_applies(monkeypatch):
+def test_fused_sweep_only_where_it_applies(monkeypatch):
     calls = _counting_fused(monkeypatch)
     x = tf.constant(_map(h=5, w=7))
 
@@ -338,7 +343,7 @@ def test_fused_lstm_sweep_only_where_it_applies(monkeypatch):
     def train(layer, **kwargs):
         tf.function(lambda x: layer(x, training=True), **kwargs)(x)
 
-    for layer in (RowSweep(4, cell="gru"), RowSweep(4, bidirectional=False), RowSweep(4, jit_compile=False),
+    for layer in (RowSweep(4, cell="simple_rnn"), RowSweep(4, bidirectional=False), RowSweep(4, jit_compile=False),
                   RowSweep(4, unroll=False), RowSweep(4, dropout=0.1), RowSweep(4, dtype="mixed_bfloat16")):
         train(built(layer))
     built(RowSweep(4))(x, training=True)  # Eager.
@@ -346,13 +351,14 @@ def test_fused_lstm_sweep_only_where_it_applies(monkeypatch):
     with pytest.raises(ValueError, match="use_cudnn=True"):  # Refused on a CPU, as by Keras's LSTM.
         train(built(RowSweep(4, use_cudnn=True)))
     assert calls == []
-    train(built(RowSweep(4)))
-    assert calls == [1]
+    train(built(RowSweep(4))), train(built(RowSweep(4, cell="gru")))
+    assert calls == ["lstm", "gru"]
 
 
-def test_fused_lstm_sweep_takes_other_input_dtypes_and_sparse_gradients():
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_sweep_takes_other_input_dtypes_and_sparse_gradients(cell):
     x = tf.constant(_map(h=3, w=5), dtype="float64")
-    fused, plain = RowSweep(3, autocast=False), RowSweep(3, autocast=False, jit_compile=False)
+    fused, plain = RowSweep(3, cell, autocast=False), RowSweep(3, cell, autocast=False, jit_compile=False)
     fused.build(x.shape), plain.build(x.shape)
     plain.set_weights(fused.get_weights())
 
