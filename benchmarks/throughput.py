@@ -3,11 +3,12 @@ independent PyTorch C-RNN (`nn.LSTM`), measured in interleaved rounds.
 
 Default: 32x32x3 input, conv stem to an 8x8x64 map (preset `crnn_small`),
 64-unit bidirectional LSTM sweeps (rows then columns), batch 64, 2 threads.
-`--size 64` gives a 16x16 map (sequences twice as long). The Keras rows use
+`--size 64` gives a 16x16 map (sequences twice as long); `--cell gru` runs
+every C-RNN (PyTorch's too) with GRU sweeps. The Keras rows use
 `THREADS` intra-op threads and TensorFlow's default inter-op pool, as the
 package does. Three rows switch one route off: `keras_crnn_unfused` (Keras's
-own LSTM in the training sweeps, both compiled as one XLA function, in place of
-`fused_lstm`'s hand-written gradient), `keras_crnn_keras_bn`
+own LSTM or GRU in the training sweeps, both compiled as one XLA function, in
+place of the fused sweeps' hand-written gradients), `keras_crnn_keras_bn`
 (Keras's unfused BatchNormalization) and `keras_crnn_inter1` (one inter-op
 thread).
 
@@ -19,7 +20,7 @@ float32 peak. A neighbour that slows the machine for a while thus hits every
 implementation of a round alike. The table gives medians over rounds; the
 ratios against PyTorch are per round, reported as median (min-max).
 
-    python -m benchmarks.throughput [--size 64] [--rounds 5]
+    python -m benchmarks.throughput [--size 64] [--cell gru] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ BATCH, CLASSES = 64, 10
 IMPLS = ("keras_crnn", "keras_crnn_xla", "keras_crnn_unfused", "keras_crnn_keras_bn", "keras_crnn_inter1",
          "torch_crnn", "keras_cnn")
 # Keras rows run as the package does: THREADS intra-op threads, TensorFlow's own inter-op pool.
-# keras_crnn_unfused: the C-RNN training through Keras's LSTM (compiled) instead of the fused sweep.
+# keras_crnn_unfused: the C-RNN training through Keras's LSTM or GRU (compiled) instead of the fused sweep.
 # keras_crnn_keras_bn: the C-RNN with Keras's own (unfused) BatchNormalization in the stem.
 # keras_crnn_inter1: the C-RNN with one inter-op thread (ops run one at a time).
 
 
-def keras_model(impl: str, size: int):
+def keras_model(impl: str, size: int, cell: str):
     fix_threads(inter_op=1 if impl == "keras_crnn_inter1" else None)
     import keras
     import numpy as np
@@ -56,7 +57,8 @@ def keras_model(impl: str, size: int):
 
         RowSweep._fuses = lambda self, shape, training: False
     keras.utils.set_random_seed(0)
-    crnn = CRNNImageClassifier.from_preset("crnn_small", num_classes=CLASSES, image_shape=(size, size, 3))
+    crnn = CRNNImageClassifier.from_preset("crnn_small", num_classes=CLASSES, image_shape=(size, size, 3),
+                                           sweep={"cell": cell})
     model = cnn_baseline(crnn) if impl == "keras_cnn" else crnn
     model.compile(keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=impl.endswith("_xla"))
     x = np.random.default_rng(0).integers(0, 256, (BATCH, size, size, 3)).astype("float32")
@@ -65,7 +67,7 @@ def keras_model(impl: str, size: int):
     return info, (lambda: model.train_on_batch(x, y)), (lambda: model.predict_on_batch(x))
 
 
-def torch_model(size: int):
+def torch_model(size: int, cell: str):
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
     import torch
     from torch import nn
@@ -74,12 +76,13 @@ def torch_model(size: int):
     torch.manual_seed(0)
 
     class Sweep(nn.Module):
-        """Batched bidirectional LSTM over rows, then over columns."""
+        """Batched bidirectional LSTM (or GRU) over rows, then over columns."""
 
         def __init__(self, channels, units):
             super().__init__()
-            self.rows = nn.LSTM(channels, units, batch_first=True, bidirectional=True)
-            self.cols = nn.LSTM(2 * units, units, batch_first=True, bidirectional=True)
+            rnn = nn.GRU if cell == "gru" else nn.LSTM
+            self.rows = rnn(channels, units, batch_first=True, bidirectional=True)
+            self.cols = rnn(2 * units, units, batch_first=True, bidirectional=True)
 
         def forward(self, x):  # (B, H, W, C)
             b, h, w, c = x.shape
@@ -122,7 +125,7 @@ def torch_model(size: int):
     return {"params": sum(p.numel() for p in model.parameters())}, step, infer
 
 
-def serve(impl: str, size: int) -> None:
+def serve(impl: str, size: int, cell: str) -> None:
     """Child process: builds one implementation, warms it up, then answers
     `train N` / `infer N` (median seconds per call) and `peak` lines on stdin."""
     if impl == "peak":
@@ -132,7 +135,7 @@ def serve(impl: str, size: int) -> None:
         a, b = tf.random.normal((1024, 1024)), tf.random.normal((1024, 1024))
         info, calls = {}, {"peak": lambda: tf.linalg.matmul(a, b).numpy()}
     else:
-        info, train, infer = torch_model(size) if impl == "torch_crnn" else keras_model(impl, size)
+        info, train, infer = torch_model(size, cell) if impl == "torch_crnn" else keras_model(impl, size, cell)
         calls = {"train": train, "infer": infer}
     for fn in calls.values():
         for _ in range(3):
@@ -149,10 +152,10 @@ def serve(impl: str, size: int) -> None:
 
 
 class Child:
-    def __init__(self, impl: str, size: int):
+    def __init__(self, impl: str, size: int, cell: str = "lstm"):
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.throughput", "--serve", impl,
-                                      "--size", str(size)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
+                                      "--size", str(size), "--cell", cell], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
         self.info = self._read()
 
     def _read(self) -> dict:
@@ -178,15 +181,16 @@ def spread(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=32, help="input side (map side = size / 4)")
+    parser.add_argument("--cell", choices=("lstm", "gru"), default="lstm", help="the C-RNNs' sweep cell")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="timed calls per implementation per round")
     parser.add_argument("--impls", default=",".join(IMPLS))
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        return serve(args.serve, args.size)
+        return serve(args.serve, args.size, args.cell)
     impls = args.impls.split(",")
-    children = {impl: Child(impl, args.size) for impl in impls}  # Started one after another.
+    children = {impl: Child(impl, args.size, args.cell) for impl in impls}  # Started one after another.
     peak = Child("peak", args.size)
     samples = {impl: {"train": [], "infer": []} for impl in impls}
     peaks, rss = [], {}
@@ -215,8 +219,9 @@ def main(argv: list[str] | None = None) -> None:
                      "share_of_peak": median(shares) if shares else None, "infer_img_s": median(samples[impl]["infer"]),
                      "peak_rss_mb": rss[impl], "train_img_s_rounds": train,
                      "infer_img_s_rounds": samples[impl]["infer"]})
-    print(f"\nbatch {BATCH}, {args.size}x{args.size}x3, {args.size // 4}x{args.size // 4}x64 map, 64-unit LSTM "
-          f"sweeps, {THREADS} threads; medians of {args.rounds} interleaved rounds of {args.steps} calls")
+    print(f"\nbatch {BATCH}, {args.size}x{args.size}x3, {args.size // 4}x{args.size // 4}x64 map, "
+          f"64-unit {args.cell.upper()} sweeps, {THREADS} threads; medians of {args.rounds} interleaved rounds of "
+          f"{args.steps} calls")
     print_table(rows, ["impl", "params", "train_img_s", "train_gflop_s", "share_of_peak", "infer_img_s",
                        "peak_rss_mb"])
     ratios = {}
@@ -230,9 +235,9 @@ def main(argv: list[str] | None = None) -> None:
                                                            "max": max(per_round), "rounds": per_round}
                     print(f"{impl} / torch_crnn, {what}: {spread(per_round)}")
     print(f"float32 matmul peak: {spread(peaks)} GFLOP/s")
-    name = "throughput" if args.size == 32 else f"throughput_{args.size}"
-    print("written to", write_json(name, {"size": args.size, "rounds": args.rounds, "steps": args.steps,
-                                          "threads": THREADS, "rows": rows, "ratios": ratios,
+    name = "throughput" + ("" if args.size == 32 else f"_{args.size}") + ("" if args.cell == "lstm" else "_gru")
+    print("written to", write_json(name, {"size": args.size, "cell": args.cell, "rounds": args.rounds,
+                                          "steps": args.steps, "threads": THREADS, "rows": rows, "ratios": ratios,
                                           "matmul_peak_gflop_s": peaks}))
 
 
