@@ -100,23 +100,29 @@ def _backward(dy, kernel_f, kernel_b, recurrent_f, recurrent_b, acts_f, cells_f,
 
 
 def _check_sweep(name, x, forward_cell, backward_cell, transpose, cell_type, needs="", supported=lambda cell: True):
-    """Refuses, naming the fix, cells other than built `cell_type`s with a bias, no
-    dropout and the default activations (and `supported`, described by `needs`), and
-    maps without a known sweep length."""
+    """Refuses, naming the fix, cells other than built `cell_type`s (not subclasses,
+    which may compute otherwise) with a bias, no dropout, the default activations and
+    one dtype (and `supported`, described by `needs`), and maps without a known sweep
+    length or of another dtype."""
     for cell in (forward_cell, backward_cell):
-        if not isinstance(cell, cell_type) or not cell.built or not cell.use_bias or not supported(cell) or (
-                cell.dropout or cell.recurrent_dropout
+        if type(cell) is not cell_type or not cell.built or not cell.use_bias or not supported(cell) or (
+                cell.dropout or cell.recurrent_dropout or cell.compute_dtype != cell.variable_dtype
                 or keras.activations.serialize(cell.activation) != "tanh"
                 or keras.activations.serialize(cell.recurrent_activation) != "sigmoid"):
             raise ValueError(
-                f"{name} needs two built `keras.layers.{cell_type.__name__}`s with a bias, {needs}no dropout and the "
-                f"default activations (tanh, sigmoid); got {cell!r}. Run other cells through `keras.layers.RNN`.")
-    if forward_cell.units != backward_cell.units:
-        raise ValueError(f"The two cells differ in units: {forward_cell.units} and {backward_cell.units}.")
+                f"{name} needs two built `keras.layers.{cell_type.__name__}`s with a bias, {needs}no dropout, the "
+                "default activations (tanh, sigmoid) and no mixed precision; got "
+                f"{cell!r}. Run other cells through `keras.layers.RNN`.")
+    if tuple(forward_cell.kernel.shape) != tuple(backward_cell.kernel.shape):
+        raise ValueError(f"The two cells' kernels differ in shape: {tuple(forward_cell.kernel.shape)} and "
+                         f"{tuple(backward_cell.kernel.shape)}. Build both for the map's channels, with one `units`.")
     if len(x.shape) != 4 or x.shape[-1] != forward_cell.kernel.shape[0] or x.shape[1 if transpose else 2] is None:
         raise ValueError(
             f"{name} needs a (batch, height, width, {forward_cell.kernel.shape[0]}) map with a known "
             f"{'height' if transpose else 'width'} (the sweep length); got shape {tuple(x.shape)}.")
+    if x.dtype != forward_cell.variable_dtype or backward_cell.variable_dtype != forward_cell.variable_dtype:
+        raise ValueError(f"{name} needs a map and cells of one dtype; got a {x.dtype.name} map and "
+                         f"{forward_cell.variable_dtype} and {backward_cell.variable_dtype} cells. Cast the map.")
 
 
 _forward_xla = tf.function(_forward, jit_compile=True, autograph=False)

@@ -28,3 +28,25 @@ def test_bad_maps_are_refused(shape, transpose):
     run = tf.function(lambda x: bidirectional_lstm_sweep(x, *cells, transpose=transpose))
     with pytest.raises(ValueError, match=r"\(batch, height, width, 6\) map with a known"):
         run.get_concrete_function(tf.TensorSpec(shape))
+
+
+class _PeepholeLSTMCell(keras.layers.LSTMCell):
+    """A subclass may compute otherwise: refused, not run as a plain LSTM."""
+
+
+def test_mismatched_cells_dtypes_and_subclasses_are_refused():
+    def built(cell, channels=6):
+        cell.build((None, channels))
+        return cell
+
+    x = tf.zeros((2, 4, 5, 6))
+    with pytest.raises(ValueError, match=r"kernels differ in shape: \(6, 12\) and \(4, 12\)"):
+        bidirectional_lstm_sweep(x, built(keras.layers.LSTMCell(3)), built(keras.layers.LSTMCell(3), channels=4))
+    with pytest.raises(ValueError, match="differ in shape"):
+        bidirectional_lstm_sweep(x, built(keras.layers.LSTMCell(3)), built(keras.layers.LSTMCell(4)))
+    with pytest.raises(ValueError, match="a float64 map and float32 and float32 cells. Cast the map"):
+        bidirectional_lstm_sweep(tf.zeros((2, 4, 5, 6), tf.float64), *_cells(keras.layers.LSTM(3)))
+    with pytest.raises(ValueError, match="no mixed precision"):
+        bidirectional_lstm_sweep(x, *_cells(keras.layers.LSTM(3, dtype="mixed_float16")))
+    with pytest.raises(ValueError, match="LSTMCell"):
+        bidirectional_lstm_sweep(x, built(_PeepholeLSTMCell(3)), built(_PeepholeLSTMCell(3)))
