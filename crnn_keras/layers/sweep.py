@@ -163,7 +163,7 @@ class RowSweep(keras.layers.Layer):
             A float32 bidirectional LSTM or GRU trains through
             `fused_lstm.bidirectional_lstm_sweep` or
             `fused_gru.bidirectional_gru_sweep` there (the Keras layer's
-            weights, a hand-written gradient): about 5-10% (LSTM) and 13%
+            weights, a hand-written gradient): about 5% (LSTM) and 1-8%
             (GRU) faster again.
             `False` never compiles (exports use it: TF Serving builds may
             lack XLA).
