@@ -231,6 +231,13 @@ def test_auto_unroll_leaves_cudnn_on_gpus(monkeypatch):
     assert RowSweep(2)._resolve_unroll(8) is False
     assert RowSweep(2, use_cudnn=False)._resolve_unroll(8) is True
     assert RowSweep(2, cell="simple_rnn")._resolve_unroll(8) is True
+    # Nor do the fused sweeps take over training there (checked in a graph, as traced).
+    with tf.Graph().as_default():
+        for cell in ("lstm", "gru"):
+            assert not RowSweep(2, cell=cell)._fuses((2, 3, 8, 4), True)
+            monkeypatch.setattr(sweep_module, "_gpu_visible", lambda: False)
+            assert RowSweep(2, cell=cell)._fuses((2, 3, 8, 4), True)
+            monkeypatch.setattr(sweep_module, "_gpu_visible", lambda: True)
 
 
 def _xla_functions(fn, *args):
