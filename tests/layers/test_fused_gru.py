@@ -43,10 +43,3 @@ def test_other_cells_are_refused(rnn, message):
     with pytest.raises(ValueError, match=message):
         bidirectional_gru_sweep(tf.zeros((2, 4, 5, 6)), *_cells(rnn))
 
-
-@pytest.mark.parametrize("shape,transpose", [((2, 4, 5, 7), False), ((2, None, 5, 6), True)])
-def test_bad_maps_are_refused(shape, transpose):
-    cells = _cells(keras.layers.GRU(3))
-    run = tf.function(lambda x: bidirectional_gru_sweep(x, *cells, transpose=transpose))
-    with pytest.raises(ValueError, match=r"\(batch, height, width, 6\) map with a known"):
-        run.get_concrete_function(tf.TensorSpec(shape))

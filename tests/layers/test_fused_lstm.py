@@ -2,6 +2,7 @@ import keras
 import pytest
 import tensorflow as tf
 
+from crnn_keras.layers.fused_gru import bidirectional_gru_sweep
 from crnn_keras.layers.fused_lstm import bidirectional_lstm_sweep
 
 
@@ -22,10 +23,13 @@ def test_other_cells_are_refused(rnn, message):
         bidirectional_lstm_sweep(tf.zeros((2, 4, 5, 6)), *_cells(rnn))
 
 
+# The map checks are `_check_sweep`'s, shared by both fused sweeps: tested here for both.
+@pytest.mark.parametrize("sweep,rnn", [(bidirectional_lstm_sweep, keras.layers.LSTM),
+                                       (bidirectional_gru_sweep, keras.layers.GRU)])
 @pytest.mark.parametrize("shape,transpose", [((2, 4, 5, 7), False), ((4, 5, 6), False), ((2, None, 5, 6), True)])
-def test_bad_maps_are_refused(shape, transpose):
-    cells = _cells(keras.layers.LSTM(3))
-    run = tf.function(lambda x: bidirectional_lstm_sweep(x, *cells, transpose=transpose))
+def test_bad_maps_are_refused(sweep, rnn, shape, transpose):
+    cells = _cells(rnn(3))
+    run = tf.function(lambda x: sweep(x, *cells, transpose=transpose))
     with pytest.raises(ValueError, match=r"\(batch, height, width, 6\) map with a known"):
         run.get_concrete_function(tf.TensorSpec(shape))
 
