@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 
-THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+DEFAULT_THREADS = 2
+THREADS = int(os.environ.get("BENCH_THREADS", str(DEFAULT_THREADS)))
 
 
 def fix_threads(inter_op: int | None = 1) -> None:
@@ -68,9 +69,13 @@ def _fmt(value) -> str:
 
 
 def write_json(name: str, data) -> str:
-    """Writes `benchmarks/results/<name>.json` atomically."""
+    """Writes `benchmarks/results/<name>.json` atomically; with `BENCH_THREADS` other
+    than 2, `<name>_<N>threads.json`, so that runs at other thread counts keep the
+    2-thread results."""
     from crnn_keras.atomic import write_json as atomic_write_json
 
+    if THREADS != DEFAULT_THREADS:
+        name = f"{name}_{THREADS}threads"
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{name}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     atomic_write_json(path, data)
