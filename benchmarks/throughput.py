@@ -4,7 +4,8 @@ independent PyTorch C-RNN (`nn.LSTM`), measured in interleaved rounds.
 Default: 32x32x3 input, conv stem to an 8x8x64 map (preset `crnn_small`),
 64-unit bidirectional LSTM sweeps (rows then columns), batch 64, 2 threads.
 `--size 64` gives a 16x16 map (sequences twice as long); `--cell gru` runs
-every C-RNN (PyTorch's too) with GRU sweeps. The Keras rows use
+every C-RNN (PyTorch's too) with GRU sweeps; `--batch 8` gives each thread an
+eighth of the work per op (what batch 64 gives on 16 cores). The Keras rows use
 `THREADS` intra-op threads and TensorFlow's default inter-op pool, as the
 package does. Three rows switch one route off: `keras_crnn_unfused` (Keras's
 own LSTM or GRU in the training sweeps, both compiled as one XLA function, in
@@ -20,7 +21,7 @@ float32 peak. A neighbour that slows the machine for a while thus hits every
 implementation of a round alike. The table gives medians over rounds; the
 ratios against PyTorch are per round, reported as median (min-max).
 
-    python -m benchmarks.throughput [--size 64] [--cell gru] [--rounds 5]
+    python -m benchmarks.throughput [--size 64] [--cell gru] [--batch 8] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import time
 
 from benchmarks.common import THREADS, fix_threads, forward_macs, median, peak_rss_mb, print_table, write_json
 
-BATCH, CLASSES = 64, 10
+BATCH, CLASSES = 64, 10  # BATCH: the default of --batch
 IMPLS = ("keras_crnn", "keras_crnn_xla", "keras_crnn_unfused", "keras_crnn_keras_bn", "keras_crnn_inter1",
          "torch_crnn", "keras_cnn")
 # Keras rows run as the package does: THREADS intra-op threads, TensorFlow's own inter-op pool.
@@ -43,7 +44,7 @@ IMPLS = ("keras_crnn", "keras_crnn_xla", "keras_crnn_unfused", "keras_crnn_keras
 # keras_crnn_inter1: the C-RNN with one inter-op thread (ops run one at a time).
 
 
-def keras_model(impl: str, size: int, cell: str):
+def keras_model(impl: str, size: int, cell: str, batch: int):
     fix_threads(inter_op=1 if impl == "keras_crnn_inter1" else None)
     import keras
     import numpy as np
@@ -61,13 +62,13 @@ def keras_model(impl: str, size: int, cell: str):
                                            sweep={"cell": cell})
     model = cnn_baseline(crnn) if impl == "keras_cnn" else crnn
     model.compile(keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=impl.endswith("_xla"))
-    x = np.random.default_rng(0).integers(0, 256, (BATCH, size, size, 3)).astype("float32")
-    y = np.random.default_rng(1).integers(0, CLASSES, (BATCH,))
+    x = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3)).astype("float32")
+    y = np.random.default_rng(1).integers(0, CLASSES, (batch,))
     info = {"params": model.count_params(), "forward_macs": forward_macs(model)}
     return info, (lambda: model.train_on_batch(x, y)), (lambda: model.predict_on_batch(x))
 
 
-def torch_model(size: int, cell: str):
+def torch_model(size: int, cell: str, batch: int):
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
     import torch
     from torch import nn
@@ -108,8 +109,8 @@ def torch_model(size: int, cell: str):
 
     model = CRNN()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randint(0, 256, (BATCH, 3, size, size)).float()
-    y = torch.randint(0, CLASSES, (BATCH,))
+    x = torch.randint(0, 256, (batch, 3, size, size)).float()
+    y = torch.randint(0, CLASSES, (batch,))
 
     def step():
         opt.zero_grad()
@@ -125,7 +126,7 @@ def torch_model(size: int, cell: str):
     return {"params": sum(p.numel() for p in model.parameters())}, step, infer
 
 
-def serve(impl: str, size: int, cell: str) -> None:
+def serve(impl: str, size: int, cell: str, batch: int) -> None:
     """Child process: builds one implementation, warms it up, then answers
     `train N` / `infer N` (median seconds per call) and `peak` lines on stdin."""
     if impl == "peak":
@@ -135,7 +136,10 @@ def serve(impl: str, size: int, cell: str) -> None:
         a, b = tf.random.normal((1024, 1024)), tf.random.normal((1024, 1024))
         info, calls = {}, {"peak": lambda: tf.linalg.matmul(a, b).numpy()}
     else:
-        info, train, infer = torch_model(size, cell) if impl == "torch_crnn" else keras_model(impl, size, cell)
+        if impl == "torch_crnn":
+            info, train, infer = torch_model(size, cell, batch)
+        else:
+            info, train, infer = keras_model(impl, size, cell, batch)
         calls = {"train": train, "infer": infer}
     for fn in calls.values():
         for _ in range(3):
@@ -152,9 +156,10 @@ def serve(impl: str, size: int, cell: str) -> None:
 
 
 class Child:
-    def __init__(self, impl: str, size: int, cell: str = "lstm"):
+    def __init__(self, impl: str, size: int, cell: str = "lstm", batch: int = BATCH):
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.throughput", "--serve", impl,
-                                      "--size", str(size), "--cell", cell], stdin=subprocess.PIPE,
+                                      "--size", str(size), "--cell", cell, "--batch", str(batch)],
+                                     stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         self.info = self._read()
 
@@ -182,15 +187,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=32, help="input side (map side = size / 4)")
     parser.add_argument("--cell", choices=("lstm", "gru"), default="lstm", help="the C-RNNs' sweep cell")
+    parser.add_argument("--batch", type=int, default=BATCH, help="images per training step and inference call")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="timed calls per implementation per round")
     parser.add_argument("--impls", default=",".join(IMPLS))
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        return serve(args.serve, args.size, args.cell)
+        return serve(args.serve, args.size, args.cell, args.batch)
     impls = args.impls.split(",")
-    children = {impl: Child(impl, args.size, args.cell) for impl in impls}  # Started one after another.
+    children = {impl: Child(impl, args.size, args.cell, args.batch) for impl in impls}  # Started one after another.
     peak = Child("peak", args.size)
     samples = {impl: {"train": [], "infer": []} for impl in impls}
     peaks, rss = [], {}
@@ -199,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         for impl in order:
             for what in ("train", "infer"):
                 answer = children[impl].ask(what, args.steps)
-                samples[impl][what].append(BATCH / answer["seconds"])
+                samples[impl][what].append(args.batch / answer["seconds"])
                 rss[impl] = answer["peak_rss_mb"]
         peaks.append(2 * 1024**3 / peak.ask("peak", 10)["seconds"] / 1e9)
         print(f"round {r + 1}: " + ", ".join(f"{i} {samples[i]['train'][-1]:.0f}" for i in impls)
@@ -219,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
                      "share_of_peak": median(shares) if shares else None, "infer_img_s": median(samples[impl]["infer"]),
                      "peak_rss_mb": rss[impl], "train_img_s_rounds": train,
                      "infer_img_s_rounds": samples[impl]["infer"]})
-    print(f"\nbatch {BATCH}, {args.size}x{args.size}x3, {args.size // 4}x{args.size // 4}x64 map, "
+    print(f"\nbatch {args.batch}, {args.size}x{args.size}x3, {args.size // 4}x{args.size // 4}x64 map, "
           f"64-unit {args.cell.upper()} sweeps, {THREADS} threads; medians of {args.rounds} interleaved rounds of "
           f"{args.steps} calls")
     print_table(rows, ["impl", "params", "train_img_s", "train_gflop_s", "share_of_peak", "infer_img_s",
@@ -235,10 +241,11 @@ def main(argv: list[str] | None = None) -> None:
                                                            "max": max(per_round), "rounds": per_round}
                     print(f"{impl} / torch_crnn, {what}: {spread(per_round)}")
     print(f"float32 matmul peak: {spread(peaks)} GFLOP/s")
-    name = "throughput" + ("" if args.size == 32 else f"_{args.size}") + ("" if args.cell == "lstm" else "_gru")
-    print("written to", write_json(name, {"size": args.size, "cell": args.cell, "rounds": args.rounds,
-                                          "steps": args.steps, "threads": THREADS, "rows": rows, "ratios": ratios,
-                                          "matmul_peak_gflop_s": peaks}))
+    name = ("throughput" + ("" if args.size == 32 else f"_{args.size}") + ("" if args.cell == "lstm" else "_gru")
+            + ("" if args.batch == BATCH else f"_batch{args.batch}"))
+    print("written to", write_json(name, {"size": args.size, "cell": args.cell, "batch": args.batch,
+                                          "rounds": args.rounds, "steps": args.steps, "threads": THREADS,
+                                          "rows": rows, "ratios": ratios, "matmul_peak_gflop_s": peaks}))
 
 
 if __name__ == "__main__":
