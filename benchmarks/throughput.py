@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--impls", default=",".join(IMPLS))
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error(f"--batch must be at least 1; got {args.batch}")
     if args.serve:
         return serve(args.serve, args.size, args.cell, args.batch)
     impls = args.impls.split(",")
