@@ -7,11 +7,15 @@ round-off), faster training on CPUs:
 - The input projection of every step and both directions is one matmul.
 - The backward pass runs only the recurrence in XLA. The weight gradients are large
   TensorFlow matmuls after it, which can run beside the rest of the backward pass.
-- In the unrolled backward recurrence, XLA fuses the cell-state gradient's
-  elementwise chain into every later step's fusion and recomputes it there (each
-  step's fusion takes all earlier steps' tensors as inputs). Dividing that gradient
-  by a runtime 1.0 stops it: XLA does not duplicate a division. The result is
-  unchanged, since `x / 1.0 == x` exactly.
+- The recurrences run in native kernels (`fused_lstm_kernels.cc`, built on first use by
+  `crnn_keras.layers.native`) where they can be built, for float32: each direction's
+  sequences are split into chunks that each run their whole recurrence as one task on
+  TensorFlow's threads, one small matmul and one elementwise pass per step.
+- Otherwise they run in XLA. In the unrolled backward recurrence, XLA fuses the
+  cell-state gradient's elementwise chain into every later step's fusion and recomputes
+  it there (each step's fusion takes all earlier steps' tensors as inputs). Dividing
+  that gradient by a runtime 1.0 stops it: XLA does not duplicate a division. The
+  result is unchanged, since `x / 1.0 == x` exactly.
 """
 
 from __future__ import annotations
@@ -129,13 +133,18 @@ _forward_xla = tf.function(_forward, jit_compile=True, autograph=False)
 _backward_xla = tf.function(_backward, jit_compile=True, autograph=False)
 
 
-def bidirectional_lstm_sweep(x, forward_cell, backward_cell, transpose: bool = False):
+IMPLEMENTATIONS = ("auto", "native", "xla")
+
+
+def bidirectional_lstm_sweep(x, forward_cell, backward_cell, transpose: bool = False, implementation: str = "auto"):
     """`Bidirectional(LSTM(units, return_sequences=True))` (concat merge) along the rows
     of `x`, `(batch, height, width, channels)` (with `transpose`: along the columns),
     with the two cells' weights. The sweep length must be known.
 
     Differentiable in the cells' `kernel`, `recurrent_kernel` and `bias`, and in `x`.
     Returns `(batch, height, width, 2 * units)`: forward states, then backward.
+    `implementation`: "native" (the native kernels; float32 only; an error where they
+    cannot be built), "xla", or "auto" (native where available for float32, else XLA).
 
     Example (equal to the Keras layer on each row):
 
@@ -147,7 +156,23 @@ def bidirectional_lstm_sweep(x, forward_cell, backward_cell, transpose: bool = F
     >>> bool(np.allclose(y, expected, atol=1e-5))
     True
     """
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}; got {implementation!r}.")
     _check_sweep("bidirectional_lstm_sweep", x, forward_cell, backward_cell, transpose, keras.layers.LSTMCell)
+    ops = None
+    if implementation != "xla" and x.dtype == tf.float32:
+        from crnn_keras.layers import native
+
+        ops = native.load()
+    if implementation == "native" and ops is None:
+        why = ("they run float32 only" if x.dtype != tf.float32 else
+               "they are turned off (CRNN_KERAS_NATIVE=0) or could not be built (see the warning)")
+        raise ValueError(f"implementation='native' needs the native kernels, but {why}; got a {x.dtype.name} "
+                         "map. Use implementation='xla' or 'auto'.")
+    cells = (forward_cell, backward_cell)
+    weights = [w.value for cell in cells for w in (cell.kernel, cell.recurrent_kernel, cell.bias)]
+    if ops is not None:
+        return _native_sweep(ops, x, forward_cell.units, transpose, weights)
     units = forward_cell.units
 
     @tf.custom_gradient
@@ -174,5 +199,42 @@ def bidirectional_lstm_sweep(x, forward_cell, backward_cell, transpose: bool = F
 
         return y, grad
 
-    cells = (forward_cell, backward_cell)
-    return sweep(x, *[w.value for cell in cells for w in (cell.kernel, cell.recurrent_kernel, cell.bias)])
+    return sweep(x, *weights)
+
+
+def _native_sweep(ops, x, units, transpose, weights):
+    """`bidirectional_lstm_sweep` with the recurrences in the native kernels."""
+
+    @tf.custom_gradient
+    def sweep(x, kernel_f, recurrent_f, bias_f, kernel_b, recurrent_b, bias_b):
+        xs = _time_major(x, transpose)
+        steps = xs.shape[0]
+        flat = tf.reshape(xs, (-1, xs.shape[-1]))
+        proj = tf.reshape(tf.matmul(flat, tf.concat([kernel_f, kernel_b], 1)) + tf.concat([bias_f, bias_b], 0),
+                          (steps, -1, 8 * units))
+        hs, acts, cells = ops.crnn_lstm_forward(proj, recurrent_f, recurrent_b)  # Each (2, steps, n, ...).
+        shape = tf.unstack(tf.shape(x)[:3])
+        y = _map_major(tf.concat([hs[0], hs[1]], -1), shape, transpose)
+        y.set_shape(tuple(x.shape[:3]) + (2 * units,))
+
+        def grad(dy):
+            dy = tf.convert_to_tensor(dy)  # IndexedSlices, e.g. below a gather.
+            dy.set_shape(y.shape)
+            dz = ops.crnn_lstm_backward(_time_major(dy, transpose), acts, cells, recurrent_f, recurrent_b)
+            dz_f, dz_b = tf.reshape(dz[0], (-1, 4 * units)), tf.reshape(dz[1], (-1, 4 * units))
+            dx = tf.matmul(dz_f, kernel_f, transpose_b=True) + tf.matmul(dz_b, kernel_b, transpose_b=True)
+            dx = _map_major(tf.reshape(dx, (steps, -1, kernel_f.shape[0])), shape, transpose)
+            dx.set_shape(x.shape)
+            # Step t's recurrent input is h[t - 1] forward, h[t + 1] backward; the first step's is zero.
+            prev_f, prev_b = tf.reshape(hs[0][:-1], (-1, units)), tf.reshape(hs[1][1:], (-1, units))
+            return (dx,
+                    tf.matmul(flat, dz_f, transpose_a=True),
+                    tf.matmul(prev_f, tf.reshape(dz[0][1:], (-1, 4 * units)), transpose_a=True),
+                    tf.reduce_sum(dz_f, 0),
+                    tf.matmul(flat, dz_b, transpose_a=True),
+                    tf.matmul(prev_b, tf.reshape(dz[1][:-1], (-1, 4 * units)), transpose_a=True),
+                    tf.reduce_sum(dz_b, 0))
+
+        return y, grad
+
+    return sweep(x, *weights)
