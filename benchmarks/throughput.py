@@ -7,9 +7,10 @@ Default: 32x32x3 input, conv stem to an 8x8x64 map (preset `crnn_small`),
 every C-RNN (PyTorch's too) with GRU sweeps; `--batch 8` gives each thread an
 eighth of the work per op (what batch 64 gives on 16 cores). The Keras rows use
 `THREADS` intra-op threads and TensorFlow's default inter-op pool, as the
-package does. Three rows switch one route off: `keras_crnn_unfused` (Keras's
-own LSTM or GRU in the training sweeps, both compiled as one XLA function, in
-place of the fused sweeps' hand-written gradients), `keras_crnn_keras_bn`
+package does. Four rows switch one route off: `keras_crnn_xla_fused` (the fused
+LSTM sweep's recurrences in XLA, not the native kernels), `keras_crnn_unfused`
+(Keras's own LSTM or GRU in the training sweeps, both compiled as one XLA
+function, in place of the fused sweeps' hand-written gradients), `keras_crnn_keras_bn`
 (Keras's unfused BatchNormalization) and `keras_crnn_inter1` (one inter-op
 thread).
 
@@ -36,15 +37,18 @@ import time
 from benchmarks.common import THREADS, fix_threads, forward_macs, median, peak_rss_mb, print_table, write_json
 
 BATCH, CLASSES = 64, 10  # BATCH: the default of --batch
-IMPLS = ("keras_crnn", "keras_crnn_xla", "keras_crnn_unfused", "keras_crnn_keras_bn", "keras_crnn_inter1",
-         "torch_crnn", "keras_cnn")
+IMPLS = ("keras_crnn", "keras_crnn_xla", "keras_crnn_xla_fused", "keras_crnn_unfused", "keras_crnn_keras_bn",
+         "keras_crnn_inter1", "torch_crnn", "keras_cnn")
 # Keras rows run as the package does: THREADS intra-op threads, TensorFlow's own inter-op pool.
+# keras_crnn_xla_fused: the fused LSTM sweep's recurrences in XLA instead of the native kernels.
 # keras_crnn_unfused: the C-RNN training through Keras's LSTM or GRU (compiled) instead of the fused sweep.
 # keras_crnn_keras_bn: the C-RNN with Keras's own (unfused) BatchNormalization in the stem.
 # keras_crnn_inter1: the C-RNN with one inter-op thread (ops run one at a time).
 
 
 def keras_model(impl: str, size: int, cell: str, batch: int):
+    if impl == "keras_crnn_xla_fused":
+        os.environ["CRNN_KERAS_NATIVE"] = "0"
     fix_threads(inter_op=1 if impl == "keras_crnn_inter1" else None)
     import keras
     import numpy as np
