@@ -143,8 +143,9 @@ def bidirectional_lstm_sweep(x, forward_cell, backward_cell, transpose: bool = F
 
     Differentiable in the cells' `kernel`, `recurrent_kernel` and `bias`, and in `x`.
     Returns `(batch, height, width, 2 * units)`: forward states, then backward.
-    `implementation`: "native" (the native kernels; float32 only; an error where they
-    cannot be built), "xla", or "auto" (native where available for float32, else XLA).
+    `implementation`: "native" (the native kernels: float32, CPU, not inside an
+    XLA-compiled function, first-order gradients; an error where they cannot run), "xla",
+    or "auto" (native where it can run and no GPU is visible, else XLA).
 
     Example (equal to the Keras layer on each row):
 
@@ -159,13 +160,19 @@ def bidirectional_lstm_sweep(x, forward_cell, backward_cell, transpose: bool = F
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}; got {implementation!r}.")
     _check_sweep("bidirectional_lstm_sweep", x, forward_cell, backward_cell, transpose, keras.layers.LSTMCell)
-    ops = None
-    if implementation != "xla" and x.dtype == tf.float32:
-        from crnn_keras.layers import native
+    from tensorflow.python.ops import control_flow_util  # What tf.function itself checks.
 
-        ops = native.load()
+    in_xla = not tf.executing_eagerly() and control_flow_util.GraphOrParentsInXlaContext(
+        tf.compat.v1.get_default_graph())
+    ops = None
+    if implementation == "native" or (implementation == "auto" and not tf.config.list_logical_devices("GPU")):
+        if x.dtype == tf.float32 and not in_xla:
+            from crnn_keras.layers import native
+
+            ops = native.load()
     if implementation == "native" and ops is None:
         why = ("they run float32 only" if x.dtype != tf.float32 else
+               "they cannot run inside an XLA-compiled function" if in_xla else
                "they are turned off (CRNN_KERAS_NATIVE=0) or could not be built (see the warning)")
         raise ValueError(f"implementation='native' needs the native kernels, but {why}; got a {x.dtype.name} "
                          "map. Use implementation='xla' or 'auto'.")

@@ -49,8 +49,10 @@ REGISTER_OP("CrnnLstmForward")
     .Output("acts: float")   // [2, steps, n, 4u]
     .Output("cells: float")  // [2, steps, n, u]
     .SetShapeFn([](shape_inference::InferenceContext* c) {
-      auto p = c->input(0);
-      auto u = c->Dim(c->input(1), 0), g = c->Dim(c->input(1), 1);
+      shape_inference::ShapeHandle p, r;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &p));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &r));
+      auto u = c->Dim(r, 0), g = c->Dim(r, 1);
       auto steps = c->Dim(p, 0), n = c->Dim(p, 1);
       c->set_output(0, c->MakeShape({2, steps, n, u}));
       c->set_output(1, c->MakeShape({2, steps, n, g}));
@@ -107,7 +109,13 @@ REGISTER_OP("CrnnLstmBackward")
     .Input("rec_b: float")
     .Attr("chunks: int = 0")
     .Output("dz: float")    // [2, steps, n, 4u]: gate pre-activation gradients
-    .SetShapeFn([](shape_inference::InferenceContext* c) { c->set_output(0, c->input(1)); return absl::OkStatus(); });
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      shape_inference::ShapeHandle dy, acts;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &dy));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 4, &acts));
+      c->set_output(0, acts);
+      return absl::OkStatus();
+    });
 
 class CrnnLstmBackwardOp : public ChunkedOp {
  public:

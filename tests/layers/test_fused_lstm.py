@@ -75,7 +75,7 @@ def _grads(sweep, x, weights):
 @pytest.mark.parametrize("transpose", [False, True])
 def test_both_implementations_equal_keras_lstm_with_nonzero_biases(implementation, transpose):
     rnn = keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True, bias_initializer="random_normal"))
-    x = tf.random.normal((3, 4, 5, 6), seed=1)  # 12 or 15 sequences: uneven chunks on any thread count.
+    x = tf.random.normal((3, 4, 5, 6), seed=1)  # 12 or 15 sequences: uneven chunks on 2 threads (for columns).
     rnn.build((None, 4 if transpose else 5, 6))
     cells = rnn.forward_layer.cell, rnn.backward_layer.cell
     weights = [w for cell in cells for w in (cell.kernel, cell.recurrent_kernel, cell.bias)]
@@ -149,10 +149,31 @@ def test_native_build_is_cached_and_a_failed_build_falls_back_with_a_warning(mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fail.sh"]
 
     # A library already in the cache is loaded without building.
-    monkeypatch.delenv("CXX")
+    monkeypatch.undo()  # The environment as it was: the cache the tests above built into.
     monkeypatch.setattr(native, "_loaded", {})
-    monkeypatch.delenv("CRNN_KERAS_CACHE")
-    assert native.load() is not None  # The default cache, built by the tests above.
+    assert native.load() is not None
     monkeypatch.setattr(native, "_loaded", {})
     monkeypatch.setattr(native, "_build", lambda *a: pytest.fail("rebuilt a cached library"))
     assert native.load() is not None
+
+
+@needs_compiler
+def test_native_equals_xla_for_one_step_sweeps_and_empty_batches():
+    cells = _cells(keras.layers.LSTM(3, bias_initializer="random_normal"), steps=1)
+    weights = [w for cell in cells for w in (cell.kernel, cell.recurrent_kernel, cell.bias)]
+    for x in (tf.random.normal((2, 3, 1, 6), seed=6), tf.zeros((0, 3, 1, 6))):
+        runs = [_grads(lambda x, i=i: bidirectional_lstm_sweep(x, *cells, implementation=i), x, weights)
+                for i in ("native", "xla")]
+        for a, b in zip([runs[0][0], *runs[0][1]], [runs[1][0], *runs[1][1]]):
+            assert a.shape == b.shape
+            assert a.shape.num_elements() == 0 or float(tf.reduce_max(tf.abs(a - b))) < 1e-6
+
+
+def test_inside_xla_auto_runs_the_xla_sweep_and_native_is_refused():
+    cells = _cells(keras.layers.LSTM(3))
+    x = tf.random.normal((2, 4, 5, 6))
+    compiled = tf.function(lambda x: bidirectional_lstm_sweep(x, *cells), jit_compile=True)
+    want = bidirectional_lstm_sweep(x, *cells, implementation="xla")
+    assert float(tf.reduce_max(tf.abs(compiled(x) - want))) < 1e-6
+    with pytest.raises(ValueError, match="inside an XLA-compiled function"):
+        tf.function(lambda x: bidirectional_lstm_sweep(x, *cells, implementation="native"), jit_compile=True)(x)
