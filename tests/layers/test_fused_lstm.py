@@ -177,3 +177,12 @@ def test_inside_xla_auto_runs_the_xla_sweep_and_native_is_refused():
     assert float(tf.reduce_max(tf.abs(compiled(x) - want))) < 1e-6
     with pytest.raises(ValueError, match="inside an XLA-compiled function"):
         tf.function(lambda x: bidirectional_lstm_sweep(x, *cells, implementation="native"), jit_compile=True)(x)
+
+
+def test_auto_leaves_the_native_kernels_alone_with_a_gpu_visible(monkeypatch):
+    from crnn_keras.layers import native
+
+    real = tf.config.list_logical_devices
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else real(kind))
+    monkeypatch.setattr(native, "load", lambda: pytest.fail("the native kernels are CPU-only"))
+    assert bidirectional_lstm_sweep(tf.zeros((2, 4, 5, 6)), *_cells(keras.layers.LSTM(3))).shape == (2, 4, 5, 6)
