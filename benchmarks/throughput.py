@@ -65,7 +65,7 @@ def keras_model(impl: str, size: int, cell: str, batch: int):
     crnn = CRNNImageClassifier.from_preset("crnn_small", num_classes=CLASSES, image_shape=(size, size, 3),
                                            sweep={"cell": cell})
     model = cnn_baseline(crnn) if impl == "keras_cnn" else crnn
-    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=impl.endswith("_xla"))
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=impl == "keras_crnn_xla")
     x = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3)).astype("float32")
     y = np.random.default_rng(1).integers(0, CLASSES, (batch,))
     info = {"params": model.count_params(), "forward_macs": forward_macs(model)}
