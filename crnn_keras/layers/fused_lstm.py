@@ -45,15 +45,34 @@ def _gates(a, units):
     return [a[:, k * units:(k + 1) * units] for k in range(4)]
 
 
+def _projection(x, kernel, bias, units, transpose):
+    """The map's rows (`flat`, time-major) and their input projections for both
+    directions, `(steps, sequences, 8 * units)`."""
+    xs = _time_major(x, transpose)
+    flat = tf.reshape(xs, (-1, xs.shape[-1]))
+    return flat, tf.reshape(tf.matmul(flat, kernel) + bias, (xs.shape[0], -1, 8 * units))
+
+
+def _input_gradient(dz_f, dz_b, kernel_f, kernel_b, steps, shape, transpose):
+    """The map's gradient from both directions' flattened gate pre-activation gradients."""
+    dx = tf.matmul(dz_f, kernel_f, transpose_b=True) + tf.matmul(dz_b, kernel_b, transpose_b=True)
+    return _map_major(tf.reshape(dx, (steps, -1, kernel_f.shape[0])), shape, transpose)
+
+
+def _cell_gradients(flat, prev, dz_prev, dz):
+    """One cell's kernel, recurrent kernel and bias gradients: one large matmul each
+    (`prev`, the steps' recurrent inputs, pairs with the rows `dz_prev` of `dz`)."""
+    return (tf.matmul(flat, dz, transpose_a=True), tf.matmul(prev, dz_prev, transpose_a=True),
+            tf.reduce_sum(dz, 0))
+
+
 def _forward(x, kernel, bias, recurrent_f, recurrent_b, transpose):
     """Outputs, and what the backward pass needs: per direction the gate activations
     `[i, f, c~, o]`, the cell states and the previous hidden states, time-major."""
     units = recurrent_f.shape[0]
-    xs = _time_major(x, transpose)
-    steps = xs.shape[0]
-    flat = tf.reshape(xs, (-1, xs.shape[-1]))
-    proj = tf.reshape(tf.matmul(flat, kernel) + bias, (steps, -1, 8 * units))
-    zeros = tf.zeros((tf.shape(xs)[1], units), x.dtype)
+    flat, proj = _projection(x, kernel, bias, units, transpose)
+    steps = proj.shape[0]
+    zeros = tf.zeros((tf.shape(proj)[1], units), x.dtype)
     saved, outputs = [], []
     for direction, recurrent in enumerate((recurrent_f, recurrent_b)):
         h = c = zeros
@@ -98,9 +117,7 @@ def _backward(dy, kernel_f, kernel_b, recurrent_f, recurrent_b, acts_f, cells_f,
             dc_next = dc * f / one  # Materialized: see the module docstring.
             dh_next = tf.matmul(dz[t], recurrent_t)
         dzs.append(tf.reshape(tf.stack(dz), (-1, 4 * units)))
-    dx = tf.matmul(dzs[0], kernel_f, transpose_b=True) + tf.matmul(dzs[1], kernel_b, transpose_b=True)
-    dx = _map_major(tf.reshape(dx, (steps, -1, kernel_f.shape[0])), shape, transpose)
-    return dx, dzs[0], dzs[1]
+    return _input_gradient(*dzs, kernel_f, kernel_b, steps, shape, transpose), dzs[0], dzs[1]
 
 
 def _check_sweep(name, x, forward_cell, backward_cell, transpose, cell_type, needs="", supported=lambda cell: True):
@@ -160,12 +177,11 @@ def bidirectional_lstm_sweep(x, forward_cell, backward_cell, transpose: bool = F
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}; got {implementation!r}.")
     _check_sweep("bidirectional_lstm_sweep", x, forward_cell, backward_cell, transpose, keras.layers.LSTMCell)
-    from tensorflow.python.ops import control_flow_util  # What tf.function itself checks.
+    from crnn_keras.layers.sweep import _gpu_visible, _in_xla_context
 
-    in_xla = not tf.executing_eagerly() and control_flow_util.GraphOrParentsInXlaContext(
-        tf.compat.v1.get_default_graph())
+    in_xla = _in_xla_context()
     ops = None
-    if implementation == "native" or (implementation == "auto" and not tf.config.list_logical_devices("GPU")):
+    if implementation == "native" or (implementation == "auto" and not _gpu_visible()):
         if x.dtype == tf.float32 and not in_xla:
             from crnn_keras.layers import native
 
@@ -198,11 +214,7 @@ def bidirectional_lstm_sweep(x, forward_cell, backward_cell, transpose: bool = F
                                            acts_b, cells_b, tf.ones((), dy.dtype), transpose, shape)
             dx.set_shape(x.shape)
             # Weight gradients: one large matmul each, outside XLA.
-            return (dx,
-                    tf.matmul(flat, dz_f, transpose_a=True), tf.matmul(prev_f, dz_f, transpose_a=True),
-                    tf.reduce_sum(dz_f, 0),
-                    tf.matmul(flat, dz_b, transpose_a=True), tf.matmul(prev_b, dz_b, transpose_a=True),
-                    tf.reduce_sum(dz_b, 0))
+            return (dx, *_cell_gradients(flat, prev_f, dz_f, dz_f), *_cell_gradients(flat, prev_b, dz_b, dz_b))
 
         return y, grad
 
@@ -214,11 +226,9 @@ def _native_sweep(ops, x, units, transpose, weights):
 
     @tf.custom_gradient
     def sweep(x, kernel_f, recurrent_f, bias_f, kernel_b, recurrent_b, bias_b):
-        xs = _time_major(x, transpose)
-        steps = xs.shape[0]
-        flat = tf.reshape(xs, (-1, xs.shape[-1]))
-        proj = tf.reshape(tf.matmul(flat, tf.concat([kernel_f, kernel_b], 1)) + tf.concat([bias_f, bias_b], 0),
-                          (steps, -1, 8 * units))
+        flat, proj = _projection(x, tf.concat([kernel_f, kernel_b], 1), tf.concat([bias_f, bias_b], 0), units,
+                                 transpose)
+        steps = proj.shape[0]
         hs, acts, cells = ops.crnn_lstm_forward(proj, recurrent_f, recurrent_b)  # Each (2, steps, n, ...).
         shape = tf.unstack(tf.shape(x)[:3])
         y = _map_major(tf.concat([hs[0], hs[1]], -1), shape, transpose)
@@ -229,18 +239,12 @@ def _native_sweep(ops, x, units, transpose, weights):
             dy.set_shape(y.shape)
             dz = ops.crnn_lstm_backward(_time_major(dy, transpose), acts, cells, recurrent_f, recurrent_b)
             dz_f, dz_b = tf.reshape(dz[0], (-1, 4 * units)), tf.reshape(dz[1], (-1, 4 * units))
-            dx = tf.matmul(dz_f, kernel_f, transpose_b=True) + tf.matmul(dz_b, kernel_b, transpose_b=True)
-            dx = _map_major(tf.reshape(dx, (steps, -1, kernel_f.shape[0])), shape, transpose)
+            dx = _input_gradient(dz_f, dz_b, kernel_f, kernel_b, steps, shape, transpose)
             dx.set_shape(x.shape)
             # Step t's recurrent input is h[t - 1] forward, h[t + 1] backward; the first step's is zero.
-            prev_f, prev_b = tf.reshape(hs[0][:-1], (-1, units)), tf.reshape(hs[1][1:], (-1, units))
-            return (dx,
-                    tf.matmul(flat, dz_f, transpose_a=True),
-                    tf.matmul(prev_f, tf.reshape(dz[0][1:], (-1, 4 * units)), transpose_a=True),
-                    tf.reduce_sum(dz_f, 0),
-                    tf.matmul(flat, dz_b, transpose_a=True),
-                    tf.matmul(prev_b, tf.reshape(dz[1][:-1], (-1, 4 * units)), transpose_a=True),
-                    tf.reduce_sum(dz_b, 0))
+            rows = lambda t: tf.reshape(t, (-1, t.shape[-1]))  # noqa: E731
+            return (dx, *_cell_gradients(flat, rows(hs[0][:-1]), rows(dz[0][1:]), dz_f),
+                    *_cell_gradients(flat, rows(hs[1][1:]), rows(dz[1][:-1]), dz_b))
 
         return y, grad
 

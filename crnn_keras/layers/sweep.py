@@ -68,6 +68,15 @@ def _gpu_visible() -> bool:
     return bool(tf.config.list_logical_devices("GPU"))
 
 
+def _in_xla_context() -> bool:
+    """Whether this TensorFlow trace is inside an XLA-compiled function."""
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util  # What tf.function itself checks.
+
+    return not tf.executing_eagerly() and control_flow_util.GraphOrParentsInXlaContext(
+        tf.compat.v1.get_default_graph())
+
+
 def _copy_cell(cell: keras.layers.Layer) -> keras.layers.Layer:
     """A fresh, unbuilt cell with the same configuration."""
     return keras.saving.deserialize_keras_object(
@@ -320,11 +329,7 @@ class RowSweep(keras.layers.Layer):
             return False
         import tensorflow as tf
 
-        if tf.executing_eagerly():
-            return False
-        from tensorflow.python.ops import control_flow_util  # What tf.function itself checks.
-
-        return not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+        return not tf.executing_eagerly() and not _in_xla_context()
 
     def compute_output_shape(self, input_shape):
         _check_rank4(input_shape, type(self).__name__)
