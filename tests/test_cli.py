@@ -167,10 +167,12 @@ def test_train_help_lists_every_flag_with_help_default_and_choices_without_tenso
     assert result.stderr == ""
 
 
-def test_a_run_prints_no_tensorflow_start_up_lines():
-    result = _run_entry(["evaluate", "/no/such/run"])
+def test_a_run_prints_no_tensorflow_start_up_lines(tmp_path):
+    # Training picks its devices (on a machine without a GPU, TensorFlow's cuInit fails, and says so).
+    result = _run_entry(["train", "--dataset", "folder:/no/such/folder", "--output-dir", str(tmp_path / "r")])
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: Model '/no/such/run' does not exist."]
+    assert result.stderr.strip().splitlines() == [
+        "error: Image folder '/no/such/folder' does not exist or is not a directory."]
 
 
 def test_evaluate_and_save_preset_read_the_runs_own_seeded_splits(run_dir, tmp_path, monkeypatch, capsys):

@@ -6,6 +6,19 @@ import json
 import os
 
 
+REPLACED = ".replaced-"  # `<run_dir>.replaced-N`: a run being replaced (see `start_run`).
+
+
+def replaced_runs(run_dir: str) -> list[str]:
+    """The runs that `run_dir`'s run is replacing (`<run_dir>.replaced-N`), oldest first."""
+    parent, name = os.path.split(os.path.normpath(run_dir))
+    if not os.path.isdir(parent or "."):
+        return []
+    numbers = sorted(int(e[len(name + REPLACED):]) for e in os.listdir(parent or ".")
+                     if e.startswith(name + REPLACED) and e[len(name + REPLACED):].isdigit())
+    return [os.path.join(parent, f"{name}{REPLACED}{n}") for n in numbers]
+
+
 def find_model(path: str) -> str:
     """A `.keras` path, given one or a run directory (best, else last)."""
     if os.path.isdir(path):
