@@ -127,7 +127,8 @@ def _tables():
     seed_orientations = np.arange(-180, 180) * np.pi / 180
     # get_coords_cmf: one sample per pixel of arc, truncated to pixels, made unique.
     arc = np.arange(0, 360, 360.0 / (2 * _STEP * np.pi)) * np.pi / 180
-    steps = np.unique(np.stack([np.floor(_STEP * np.sin(arc)), np.floor(_STEP * np.cos(arc))], 1).astype(np.int64), axis=0)
+    steps = np.stack([np.floor(_STEP * np.sin(arc)), np.floor(_STEP * np.cos(arc))], 1)
+    steps = np.unique(steps.astype(np.int64), axis=0)
     step_orientations = np.arctan2(steps[:, 0], steps[:, 1])
     stamps = [_paddle(o) for o in seed_orientations] + [_paddle(o) for o in _flip(step_orientations)]
     lines = np.stack([s[0] for s in stamps])

@@ -15,7 +15,8 @@ def _chunk(n, seed, difficulty="easy"):
 
 def _scipy_era_circle(size, coordinate, radius=1.5, aa=2):
     """snakes2.draw_circle as LRA ran it: the 0/1 disc byte-scaled to 0/255, then Lanczos."""
-    y, x = np.ogrid[-coordinate[0] * aa : (size - coordinate[0]) * aa, -coordinate[1] * aa : (size - coordinate[1]) * aa]
+    (r, c) = coordinate
+    y, x = np.ogrid[-r * aa : (size - r) * aa, -c * aa : (size - c) * aa]
     disc = ((x**2 + y**2) <= (radius * aa) ** 2).astype(np.uint8) * 255
     return np.asarray(Image.fromarray(disc, "L").resize((size, size), Image.Resampling.LANCZOS))
 
