@@ -112,9 +112,10 @@ class CRNNBackbone(Backbone):
     ):
         check_base_kwargs(type(self).__name__, kwargs)
         image_shape = tuple(image_shape)
-        if len(image_shape) != 3 or image_shape[-1] is None:
-            raise ValueError(f"`image_shape` must be (height, width, channels) with known "
-                             f"channels, got {image_shape}.")
+        if len(image_shape) != 3 or image_shape[-1] is None or not all(
+                d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 1) for d in image_shape):
+            raise ValueError(f"`image_shape` must be (height, width, channels) of positive ints (height and "
+                             f"width may be None), with known channels, got {image_shape}.")
         cnn = plain(cnn) if cnn is not None else {"type": "conv"}
         if not isinstance(cnn, dict):
             raise ValueError(f"`cnn` must be a dict such as {{'type': 'conv'}}, got {cnn!r}.")
@@ -134,7 +135,15 @@ class CRNNBackbone(Backbone):
             keras.config.set_dtype_policy(dtype)
         try:
             inputs = keras.Input(image_shape, name="images")
-            x = apply_backbone(inputs, cnn)
+            try:
+                x = apply_backbone(inputs, cnn)
+            except ValueError as err:  # Keras's pooling or a valid conv on a map that shrank to nothing.
+                if "zero or negative" not in str(err) and "negative" not in str(err):
+                    raise
+                x = None
+            if x is None or 0 in x.shape[1:3]:
+                raise ValueError(f"image_shape={image_shape} is too small for cnn={cnn}: its convolutions and "
+                                 "pooling shrink the map to nothing; use larger images (e.g. image_size=32).")
             sync_batch_norm = bool(cnn.get("sync_batch_norm", False))
             for i in range(1, match_depth + 1 if match_filters else 1):
                 name = "match_block" if i == 1 else f"match_block_{i}"

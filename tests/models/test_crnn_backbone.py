@@ -88,11 +88,16 @@ def test_sync_batch_norm_reaches_every_batch_norm():
         (dict(sweep={"units": 4, "residual": "yes"}), "residual"),
         (dict(cnn={"type": "conv", "filters": [4, 8], "convs_per_stage": [1]}), "one per stage"),
         (dict(cnn={"type": "conv", "pool": "min"}), "Unknown pool"),
+        (dict(cnn={"type": "conv", "filters": "32"}), "`filters` must be a list of positive ints.*got '32'"),
+        (dict(cnn={"type": "conv", "filters": ["32"]}), "`filters` must be a list of positive ints"),
+        (dict(cnn={"type": "conv", "filterz": [8]}), "Unknown conv backbone options \\['filterz'\\]"),
+        (dict(image_shape=(0, 0, 3)), "`image_shape` must be .* positive ints.*got \\(0, 0, 3\\)"),
+        (dict(image_shape=(2, 2, 3)), "image_shape=\\(2, 2, 3\\) is too small for cnn"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        CRNNBackbone(**{"image_shape": (16, 16, 3), **kwargs})
+        CRNNBackbone(**{"image_shape": (16, 16, 3), "sweep": {"units": 4}, **kwargs})
 
 
 def test_residual_sweep_blocks_keep_the_cnn_channels_at_an_unpooled_map():
