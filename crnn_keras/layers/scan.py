@@ -329,16 +329,28 @@ class SelectiveScan(ScanCell):
         return ops.concatenate([ops.zeros((u,), dtype), _dt_bias((u,), dtype),
                                 ops.zeros((shape[0] - 2 * u,), dtype)], 0)
 
+    # The states lie flat, channel-major (`units * state_size` wide): the scan and its
+    # gates then run on full-width tensors (a trailing axis of 1 state was 3x slower).
+    def _per_state(self, x):
+        """`(..., units)` to each channel's value at each of its states."""
+        return x if self.state_size == 1 else ops.repeat(x, self.state_size, axis=-1)
+
+    def _per_channel(self, x):
+        """`(..., state_size)` to each state's value in every channel."""
+        return x if self.state_size == 1 else ops.tile(x, (1,) * (len(x.shape) - 1) + (self.units,))
+
     def recurrence(self, p):
         u, dt, _, b_in, _ = self.split(p)
-        dt = ops.softplus(dt)[..., None]
-        a = ops.exp(dt * -ops.exp(self.a_log))
-        return a, (dt * u[..., None]) * b_in[..., None, :]
+        dt = ops.softplus(dt)
+        a = ops.exp(self._per_state(dt) * -ops.exp(ops.reshape(self.a_log, (-1,))))
+        return a, self._per_state(dt * u) * self._per_channel(b_in)
 
     def readout(self, h, p):
         u, _, z, _, c_out = self.split(p)
-        y = ops.sum(h * c_out[..., None, :], -1) + self.d * u
-        return y * ops.silu(z)
+        y = h * self._per_channel(c_out)
+        if self.state_size > 1:
+            y = ops.sum(ops.reshape(y, tuple(_dims(y)[:-1]) + (self.units, self.state_size)), -1)
+        return (y + self.d * u) * ops.silu(z)
 
     def get_config(self):
         config = super().get_config()
