@@ -11,8 +11,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from crnn_keras.export import export_saved_model
-from crnn_keras.export import saved_model as saved_model_module
+from crnn_keras.export import export_saved_model, layout
 from crnn_keras.models import CRNNImageClassifier
 
 NAMES = ["cat", "dog", "fox"]
@@ -188,7 +187,7 @@ def test_concurrent_publishers_get_distinct_versions(tmp_path):
         open(os.path.join(staging, "saved_model.pb"), "w").write(str(i))
         stagings.append(staging)
     results = []
-    threads = [threading.Thread(target=lambda s=s: results.append(saved_model_module._publish(s, base, None, False)))
+    threads = [threading.Thread(target=lambda s=s: results.append(layout.publish(s, base, None, False)))
                for s in stagings]
     for t in threads:
         t.start()
