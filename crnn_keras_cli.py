@@ -8,9 +8,10 @@ start-up log lines from C++ before any Python setting can stop them. So:
   `crnn_keras/models/presets.py`, loaded by path without the package's
   `__init__`; they import only the standard library at the top. No
   TensorFlow is imported.
-- Every other call imports the package with the process's native stderr
-  caught, writes back all but TensorFlow's start-up noise, then runs
-  `crnn_keras.cli.main`.
+- Every other call imports the package and loads TensorFlow's device
+  platforms with the process's native stderr caught, writes back all but
+  TensorFlow's start-up noise (the failed `cuInit` of a machine without a GPU
+  included), then runs `crnn_keras.cli.main`.
 """
 
 from __future__ import annotations
@@ -74,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv)  # Prints the help or the usage error, and exits.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with quiet_native_stderr():
+        import tensorflow as tf
+
         from crnn_keras.cli import main as run
+
+        # Loads the device platforms now, while their start-up lines are caught (without a GPU,
+        # TensorFlow logs its failed cuInit when a command first looks for devices).
+        tf.config.list_physical_devices()
     return run(argv)
 
 

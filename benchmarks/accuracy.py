@@ -1,7 +1,7 @@
 """The accuracy table: C-RNN against its parameter-matched CNN, same recipe, on this CPU.
 
-    python -m benchmarks.accuracy [--tasks pathfinder,pathfinder_hard,fashion_mnist]
-                                  [--models crnn,cnn_baseline,deep_cnn] [--quick]
+    python -m benchmarks.accuracy [--tasks pathfinder,pathfinder_hard,lra_pathfinder,fashion_mnist]
+                                  [--models crnn,cnn_baseline,deep_cnn] [--quick] [--plot]
 
 Each task trains the C-RNN preset, `cnn_baseline` of it (the matched CNN: one
 wide conv block in place of the sweeps) and `deep_cnn` (a deeper control of the
@@ -43,6 +43,19 @@ TASKS = {
         "dataset": "builtin:pathfinder?train_size=20000&validation_size=4000&path_length=8&distractors=1",
         "preset": "crnn_pathfinder",
         "recipe": {"epochs": 6, "batch_size": 64, "optimizer": "adamw", "learning_rate": 3e-3,
+                   "weight_decay": 1e-4, "warmup_epochs": 0.3, "clipnorm": 1.0},
+    },
+    # LRA Pathfinder-32 (crnn_keras.data.lra_pathfinder): contour length 6 and 14.
+    "lra_pathfinder": {
+        "dataset": "builtin:lra_pathfinder?train_size=50000&validation_size=5000&difficulty=easy",
+        "preset": "crnn_pathfinder",
+        "recipe": {"epochs": 4, "batch_size": 64, "optimizer": "adamw", "learning_rate": 3e-3,
+                   "weight_decay": 1e-4, "warmup_epochs": 0.3, "clipnorm": 1.0},
+    },
+    "lra_pathfinder_hard": {
+        "dataset": "builtin:lra_pathfinder?train_size=50000&validation_size=5000&difficulty=hard",
+        "preset": "crnn_pathfinder",
+        "recipe": {"epochs": 4, "batch_size": 64, "optimizer": "adamw", "learning_rate": 3e-3,
                    "weight_decay": 1e-4, "warmup_epochs": 0.3, "clipnorm": 1.0},
     },
     "fashion_mnist": {
@@ -92,6 +105,36 @@ def run_task(name: str, quick: bool, output_root: str, collect: bool = False,
     return rows
 
 
+def plot_task(name: str, output_root: str, results: str = RESULTS,
+              models: tuple[str, ...] = tuple(MODELS)) -> str:
+    """`<results dir>/<task>.png`: validation accuracy against training images seen, per model,
+    read from the finished runs' `history.csv` (the test accuracy is in the legend)."""
+    import csv
+    from urllib.parse import parse_qs
+
+    from crnn_keras.training.reports import plot_curves
+
+    dataset = TASKS[name]["dataset"]
+    train_size = int(parse_qs(dataset.partition("?")[2]).get("train_size", ["0"])[0])
+    if not train_size:
+        raise SystemExit(f"--plot needs the task's train_size in its dataset spec, got {dataset!r}.")
+    curves = {}
+    for model in models:
+        run = os.path.join(output_root, name, model)
+        history = os.path.join(run, "history.csv")
+        if not os.path.exists(history):
+            raise SystemExit(f"--plot: {history} does not exist; run the task first.")
+        with open(history, encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        with open(os.path.join(run, "metrics.json"), encoding="utf-8") as f:
+            test = json.load(f)["accuracy"]
+        curves[f"{model} (test {test:.3f})"] = ([(int(r["epoch"]) + 1) * train_size for r in rows],
+                                                [float(r["val_accuracy"]) for r in rows])
+    path = os.path.join(os.path.dirname(os.path.abspath(results)), f"{name}.png")
+    plot_curves(curves, path, title=f"{name}: {dataset.split('?')[0]}")
+    return path
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| task | model | params | epochs | minutes | test accuracy |", "|---|---|---|---|---|---|"]
     for r in rows:
@@ -109,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", default=RESULTS, help="JSON file the rows merge into")
     parser.add_argument("--collect", action="store_true",
                         help="train nothing; read the rows from the finished runs under --output-root")
+    parser.add_argument("--plot", action="store_true",
+                        help="also plot validation accuracy against images seen, one PNG per task")
     args = parser.parse_args(argv)
     names = [t for t in args.tasks.split(",") if t]
     unknown = sorted(set(names) - set(TASKS))
@@ -121,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in names:
         task_rows = run_task(name, args.quick, args.output_root, args.collect, models)
         rows = merge(args.results, task_rows)
+        if args.plot:
+            print("wrote", plot_task(name, args.output_root, args.results, models))
     print(table(rows))
 
 

@@ -79,6 +79,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from crnn_keras.data import load_dataset
     from crnn_keras.training import evaluate_model, load_config_file
 
+    if args.output and os.path.isdir(args.output):  # Checked before the evaluation, not after it.
+        raise ValueError(f"--output {args.output!r} is a folder; name a file, e.g. "
+                         f"{os.path.join(args.output, 'metrics.json')!r}.")
+    if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+        raise ValueError(f"--output {args.output!r}: its folder does not exist.")
     model, _ = _model_and_names(args.model)
     dataset, image_size, channels, seed = args.dataset, args.image_size, None, args.seed
     config_path = os.path.join(args.model, "config.yaml")
@@ -119,13 +124,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}.")
+    paths = _image_paths(args.images)
     model, names = _model_and_names(args.model)
-    for path in args.images:
+    for path in paths:
         image = load_image_for_model(path, model.input_shape)
         probs = np.asarray(to_probabilities(model, model(image[None], training=False)))[0]
         top = np.argsort(-probs)[: args.top_k]
         print(path + ": " + ", ".join(f"{names[i]} {probs[i]:.4f}" for i in top))
     return 0
+
+
+def _image_paths(items: list[str]) -> list[str]:
+    """Image files, with each folder replaced by the images under it (sorted)."""
+    from crnn_keras.data.folder import IMAGE_EXTENSIONS
+
+    paths = []
+    for item in items:
+        if not os.path.isdir(item):
+            paths.append(item)
+            continue
+        found = sorted(os.path.join(root, name) for root, _, names in os.walk(item) for name in names
+                       if name.lower().endswith(IMAGE_EXTENSIONS))
+        if not found:
+            raise ValueError(f"Folder {item!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        paths += found
+    return paths
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -160,6 +183,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from crnn_keras.export import export_run
 
     base_dir = os.path.join(args.base_dir, args.name)
+    if args.version is not None and not args.overwrite and os.path.exists(os.path.join(base_dir, str(args.version))):
+        raise ValueError(f"Version {args.version} already exists in {base_dir!r}; pass --overwrite to replace it, "
+                         "or leave --version out for the next free one.")
     path = export_run(args.model, base_dir, version=args.version, top_k=args.top_k,
                       overwrite=args.overwrite, image_size=args.image_size)
     print(f"Exported {args.model} to {path}")
@@ -268,7 +294,7 @@ def build_parser(config=None, presets=None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k labels for image files")
     p.add_argument("model", help="run directory or .keras file")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="image files, or folders (every image under them)")
     p.add_argument("--top-k", type=int, default=5)
     p.set_defaults(func=cmd_predict)
 

@@ -46,6 +46,33 @@ def test_predict_gives_top_k_labels(run_dir, capsys, tmp_path):
         assert sorted(labels) == ["attacking", "safe"]
 
 
+def test_predict_of_a_folder_predicts_every_image_in_it(run_dir, capsys, tmp_path):
+    images, _ = generate("rooks", "test", 3, seed=4)
+    (tmp_path / "pics" / "sub").mkdir(parents=True)
+    (tmp_path / "pics" / "notes.txt").write_text("not an image")
+    paths = [str(tmp_path / "pics" / name) for name in ("a.png", "b.jpg", "sub/c.png")]
+    for image, path in zip(images, paths):
+        Image.fromarray(image).save(path, quality=95)
+    assert main(["predict", str(run_dir), str(tmp_path / "pics"), "--top-k", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines] == paths
+    (tmp_path / "none").mkdir()
+    assert main(["predict", str(run_dir), str(tmp_path / "none")]) == 2
+    assert "holds no images" in capsys.readouterr().err
+
+
+def test_evaluate_output_and_tune_output_dir_are_checked_before_any_work(run_dir, capsys, tmp_path):
+    assert main(["evaluate", str(run_dir), "--output", str(tmp_path)]) == 2
+    assert f"--output {str(tmp_path)!r} is a folder; name a file" in capsys.readouterr().err
+    # A search into a training run, and a run into a search, would mix their files.
+    assert main(["tune", "--output-dir", str(run_dir), "--dataset", DATASET]) == 2
+    assert "holds a training run (config.yaml)" in capsys.readouterr().err
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "search.json").write_text("{}")
+    assert main(["train", "--output-dir", str(tmp_path / "search"), "--dataset", DATASET]) == 2
+    assert "holds a tuning search (search.json)" in capsys.readouterr().err
+
+
 def test_predict_bad_image_is_a_clear_error(run_dir, capsys, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
@@ -59,7 +86,8 @@ def test_export_cli_versions(run_dir, tmp_path, capsys):
         assert main(["export", str(run_dir), "--name", "rooks", "--base-dir", base]) == 0
     assert sorted(os.listdir(os.path.join(base, "rooks"))) == ["1", "2"]
     assert main(["export", str(run_dir), "--name", "rooks", "--base-dir", base, "--version", "1"]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "Version 1 already exists in" in (err := capsys.readouterr().err) and "pass --overwrite" in err
+    assert "overwrite=True" not in err  # The flag, not the API's argument.
     labels = open(os.path.join(base, "rooks", "2", "assets", "labels.txt")).read().split()
     assert labels == ["safe", "attacking"]
 
@@ -90,6 +118,9 @@ def test_save_preset_scores_the_full_test_split_and_reloads(run_dir, capsys, tmp
     before = sorted(os.listdir(run_dir))
     assert main(["save-preset", str(run_dir), str(run_dir)]) == 2  # A folder of other work.
     assert "not empty and not a preset" in capsys.readouterr().err and sorted(os.listdir(run_dir)) == before
+    assert main(["save-preset", str(run_dir), str(tmp_path / "crnn_tiny")]) == 2  # Would shadow a preset.
+    assert "is named like the built-in preset 'crnn_tiny'" in capsys.readouterr().err
+    assert not (tmp_path / "crnn_tiny").exists()
 
 
 def test_run_files_are_whole_and_an_empty_best_checkpoint_fails_over_to_last(run_dir, tmp_path, capsys):
@@ -105,6 +136,12 @@ def test_run_files_are_whole_and_an_empty_best_checkpoint_fails_over_to_last(run
     with pytest.warns(UserWarning, match="Could not load best.keras.*using .*last.keras"):
         assert main(["evaluate", str(broken)]) == 0
     assert "top-1 accuracy" in capsys.readouterr().out
+    (broken / "last.keras").write_bytes(b"PK\x03\x04 torn")
+    for target in (broken, broken / "last.keras"):
+        assert main(["evaluate", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert "last.keras' is not a .keras archive (9 bytes): corrupt or truncated" in err, err
+        assert "File not found" not in err
 
 
 def test_reports_leave_the_matplotlib_backend_alone():
@@ -167,10 +204,12 @@ def test_train_help_lists_every_flag_with_help_default_and_choices_without_tenso
     assert result.stderr == ""
 
 
-def test_a_run_prints_no_tensorflow_start_up_lines():
-    result = _run_entry(["evaluate", "/no/such/run"])
+def test_a_run_prints_no_tensorflow_start_up_lines(tmp_path):
+    # Training picks its devices (on a machine without a GPU, TensorFlow's cuInit fails, and says so).
+    result = _run_entry(["train", "--dataset", "folder:/no/such/folder", "--output-dir", str(tmp_path / "r")])
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: Model '/no/such/run' does not exist."]
+    assert result.stderr.strip().splitlines() == [
+        "error: Image folder '/no/such/folder' does not exist or is not a directory."]
 
 
 def test_evaluate_and_save_preset_read_the_runs_own_seeded_splits(run_dir, tmp_path, monkeypatch, capsys):

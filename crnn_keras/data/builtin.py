@@ -25,6 +25,11 @@ Tasks (32x32 RGB by default, labels balanced):
   markers and several dashed paths; the label says whether one path joins the
   markers. Options `path_length` (dashes per path) and `distractors` set the
   difficulty; see `crnn_keras.data.pathfinder`.
+- `lra_pathfinder` (2 classes, chance 50%, grayscale): Long Range Arena's
+  Pathfinder, drawn by a re-implementation of the original `snakes2` generator:
+  round markers, antialiased dashes, paths that touch and cross, short
+  distractor snakes. Option `difficulty=easy|intermediate|hard` (contour length
+  6, 9 or 14); see `crnn_keras.data.lra_pathfinder`.
 
 Horizontal flips change `relative_position` labels, so its `DatasetInfo` says
 `flip_ok=False` and the pipeline never flips it.
@@ -34,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from crnn_keras.data import pathfinder
+from crnn_keras.data import lra_pathfinder, pathfinder
 
 SPLIT_SIZES = {"train": 8000, "validation": 1000, "test": 2000}
 # `stream` keeps each task's random stream, and so its published bytes, fixed as tasks are added.
@@ -54,6 +59,9 @@ TASKS = {
     "pathfinder": {"class_names": ["disconnected", "connected"], "chance": 0.5, "flip_ok": True, "stream": 3,
                    "options": dict(pathfinder.DEFAULTS),
                    "splits": {"train": 50000, "validation": 5000, "test": 10000}},
+    "lra_pathfinder": {"class_names": ["disconnected", "connected"], "chance": 0.5, "flip_ok": True, "stream": 4,
+                       "options": dict(lra_pathfinder.DEFAULTS),
+                       "splits": {"train": 50000, "validation": 5000, "test": 10000}},
 }
 DEFAULT_TASK = "rooks"
 _SPLIT_SEED_OFFSET = {"train": 0, "validation": 1, "test": 2}
@@ -133,7 +141,7 @@ def generate(
     split: str = "train",
     num_examples: int | None = None,
     seed: int = 0,
-    **options: int,
+    **options: int | str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images `(N, S, S, C)` uint8 and labels `(N,)` int64 for one split.
 
@@ -156,6 +164,8 @@ def generate(
     values = {**meta["options"], **options}
     if task == "pathfinder":
         return pathfinder.generate(n, seed=seeds, **values)
+    if task == "lra_pathfinder":
+        return lra_pathfinder.generate(n, seed=seeds, **values)
     image_size, min_gap = values["image_size"], values.get("min_gap", 14)
     if image_size < 2 * SHAPE_SIZE + min_gap:
         raise ValueError(f"image_size={image_size} is too small; use at least {2 * SHAPE_SIZE + min_gap}.")
@@ -185,7 +195,8 @@ def generate(
 
 def load(name: str, split: str, seed: int = 0, **options: str):
     """The `builtin:` scheme. Options: `train_size`, `validation_size`,
-    `test_size`, and the task's own (`TASKS[task]["options"]`), all integers."""
+    `test_size`, and the task's own (`TASKS[task]["options"]`): integers, except
+    `lra_pathfinder`'s `difficulty` (a word)."""
     import tensorflow as tf
 
     from crnn_keras.data.core import DatasetInfo
@@ -199,11 +210,12 @@ def load(name: str, split: str, seed: int = 0, **options: str):
     if unknown:
         raise ValueError(f"Unknown options {sorted(unknown)} for builtin:{task}. Expected some of {sorted(known)}.")
     zero_ok = {"distractors"}
-    bad = {key: value for key, value in options.items()
-           if not value.isdigit() or (int(value) < 1 and key not in zero_ok)}
+    words = {key for key, default in TASKS[task]["options"].items() if isinstance(default, str)}
+    bad = {key: value for key, value in options.items() if key not in words
+           and (not value.isdigit() or (int(value) < 1 and key not in zero_ok))}
     if bad:
         raise ValueError(f"builtin options must be whole numbers >= 1 (distractors >= 0), got {bad}.")
-    values = {key: int(value) for key, value in options.items()}
+    values = {key: value if key in words else int(value) for key, value in options.items()}
     sizes = {s: values.pop(f"{s}_size", splits[s]) for s in splits}
     base_split = split.split("[")[0]
     images, labels = generate(task, base_split, sizes.get(base_split), seed=seed, **values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import re
 from typing import Any, Callable
 
@@ -120,11 +121,31 @@ def slice_bounds(n: int, start: str | None, stop: str | None) -> tuple[int, int]
     return i, min(max(position(stop, n), i), n)
 
 
+def _check_options(scheme: str, load, options: dict[str, str], spec: str) -> None:
+    """Refuses options that the scheme's `load` does not take (one that takes
+    `**options` checks them itself; `name`, `split` and `seed` are never options)."""
+    params = inspect.signature(load).parameters
+    reserved = sorted({"name", "split", "seed"} & set(options))
+    if reserved:
+        raise ValueError(f"{reserved} in dataset spec {spec!r} are not source options: the split and the "
+                         "seed are load_dataset's own arguments (--seed on the command line).")
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    known = [n for n, p in params.items() if n not in ("name", "split", "seed")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"Unknown option(s) {unknown} in dataset spec {spec!r}; '{scheme}:' takes "
+                         + (", ".join(known) if known else "no options") + ".")
+
+
 def load_source(spec: str, split: str, seed: int = 0) -> tuple[tf.data.Dataset, DatasetInfo]:
-    """The unbatched `(image, label)` dataset of one split (slices applied), and its info."""
+    """The unbatched `(image, label)` dataset of one split (slices applied), and its info.
+
+    An empty split is refused: nothing could be trained, validated or tested on it."""
     scheme, name, options = parse_spec(spec)
     base, start, stop = parse_split(split)
     module = importlib.import_module(SCHEMES[scheme])
+    _check_options(scheme, module.load, options, spec)
     if scheme == "tfds":  # TFDS slices natively.
         dataset, info = module.load(name, split, seed=seed, **options)
     else:
@@ -136,6 +157,8 @@ def load_source(spec: str, split: str, seed: int = 0) -> tuple[tf.data.Dataset, 
                 raise ValueError(f"Split {split!r} selects none of the {n} examples of {base!r} in {spec!r}.")
             dataset = dataset.skip(i).take(j - i)
             info.splits = {**info.splits, split: j - i}
+    if info.splits.get(base) == 0:
+        raise ValueError(f"Split {base!r} of {spec!r} is empty; give it examples (see the source's options).")
     info.name = spec
     return dataset, info
 
@@ -297,6 +320,12 @@ def load_dataset(
         raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
+    if image_size is not None and (
+            not isinstance(image_size, (tuple, list)) or len(image_size) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in image_size)):
+        raise ValueError(f"`image_size` must be a positive integer or (height, width) of them, got {image_size!r}.")
+    if channels not in (None, 1, 3):
+        raise ValueError(f"`channels` must be 1 (grayscale), 3 (RGB) or None (the dataset's), got {channels!r}.")
     dataset, info = load_source(spec, split, seed=seed)
     training = split.startswith("train")
     shuffle = training if shuffle is None else shuffle

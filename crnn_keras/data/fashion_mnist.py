@@ -123,10 +123,13 @@ def load(name: str, split: str, seed: int = 0, validation_size: str = "5000"):
     base = split.split("[")[0]
     if base not in ("train", "validation", "test"):
         raise ValueError(f"Unknown split {split!r} for fashion_mnist; use train, validation or test.")
-    images, labels = load_arrays("test" if base == "test" else "train", name or None)
     if not validation_size.isdigit():
         raise ValueError(f"fashion_mnist validation_size must be a whole number >= 0, got {validation_size!r}.")
     n_val = int(validation_size)
+    if base == "validation" and not n_val:
+        raise ValueError("fashion_mnist?validation_size=0 leaves the validation split empty, and training needs "
+                         "it to choose its checkpoint; use validation_size >= 1 (default 5000).")
+    images, labels = load_arrays("test" if base == "test" else "train", name or None)
     if base != "test" and n_val >= len(images):
         raise ValueError(f"fashion_mnist validation_size={n_val} leaves no training images of the "
                          f"{len(images)}; use at most {len(images) - 1}.")

@@ -96,20 +96,37 @@ def _by_class(files: list[str]) -> dict[str, list[str]]:
     return {name: by_class[name] for name in sorted(by_class)}  # "a-b/" sorts before "a/".
 
 
-def _decodes(path: str) -> bool:
+def _decoded_size(path: str) -> tuple[int, int] | None:
+    """`(height, width)` of an image file, or None where it does not decode."""
     try:
         data = tf.io.read_file(path)
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        return image.shape[0] > 0 and image.shape[1] > 0
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
-        return False
+        return None
+    return (int(image.shape[0]), int(image.shape[1])) if image.shape[0] > 0 and image.shape[1] > 0 else None
 
 
-def _check_files(root: str, files: list[str]) -> tuple[list[str], list[str]]:
-    good, bad = [], []
+def _check_files(root: str, files: list[str]) -> tuple[list[str], list[str], set[tuple[int, int]]]:
+    """`(files that decode, files that do not, the sizes of those that do)`."""
+    good, bad, sizes = [], [], set()
     for f in files:
-        (good if _decodes(os.path.join(root, f)) else bad).append(f)
-    return good, bad
+        size = _decoded_size(os.path.join(root, f))
+        (good if size else bad).append(f)
+        if size:
+            sizes.add(size)
+    return good, bad, sizes
+
+
+def _fraction(option: str, text: str) -> float:
+    """A `folder:` fraction option, refused unless it is a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < 1:
+        raise ValueError(f"folder option {option}={text!r} must be a fraction of every class in [0, 1), "
+                         f"e.g. {option}=0.1.")
+    return value
 
 
 def load(
@@ -126,6 +143,9 @@ def load(
     if not os.path.isdir(root):
         raise ValueError(f"Image folder {root!r} does not exist or is not a directory.")
     image_root = os.path.join(root, images_dir) if images_dir else root
+    if not os.path.isdir(image_root):
+        raise ValueError(f"folder option images_dir={images_dir!r}: {image_root!r} is not a folder; name "
+                         f"the subfolder of {root!r} that holds the class folders.")
     if not images_dir and os.path.isdir(os.path.join(root, "Images")) and not _list_images(
         root, [c for c in _list_classes(root) if c != "Images"]
     ):
@@ -139,8 +159,8 @@ def load(
             f"{image_root!r}: expected one subfolder per class, at least two, holding images "
             f"({', '.join(IMAGE_EXTENSIONS)})."
         )
-    val_fraction = float(validation_fraction)
-    test_fraction_f = float(test_fraction) if test_fraction is not None else 0.1
+    val_fraction = _fraction("validation_fraction", validation_fraction)
+    test_fraction_f = _fraction("test_fraction", test_fraction) if test_fraction is not None else 0.1
     base = split.split("[")[0]
     if base not in ("train", "validation", "test"):
         raise ValueError(f"Unknown split {split!r} for a folder; use train, validation or test.")
@@ -153,9 +173,18 @@ def load(
     if found and test_fraction is not None:
         raise ValueError(f"test_fraction={test_fraction} does not apply to {root!r}: its test split is "
                          f"{SPLIT_FILES['test']}. Remove the option, or the split files.")
+    if not found and val_fraction + test_fraction_f >= 1:
+        raise ValueError(f"folder options validation_fraction={val_fraction} and test_fraction={test_fraction_f} "
+                         f"leave no training images in {root!r}: their sum must be below 1.")
     if found:
         available = set(all_files)
         listed = {s: _read_split_file(p) for s, p in split_files.items()}
+        shared = sorted(set(listed["train"]) & set(listed["test"]))
+        if shared:
+            raise ValueError(
+                f"{SPLIT_FILES['train']} and {SPLIT_FILES['test']} in {root!r} share {len(shared)} file(s), "
+                f"e.g. {shared[:3]}: the test accuracy would be measured on training images. Remove them "
+                "from one of the two lists.")
         missing = [f for files in listed.values() for f in files if f not in available]
         if missing:
             warnings.warn(
@@ -175,7 +204,7 @@ def load(
         sources = {s: f"stratified {share:.0%} of every class, seed {seed}" for s, share in
                    (("train", 1 - val_fraction - test_fraction_f), ("validation", val_fraction),
                     ("test", test_fraction_f))}
-    files, bad = _check_files(image_root, parts[base])
+    files, bad, sizes = _check_files(image_root, parts[base])
     if bad:
         warnings.warn(
             f"Skipped {len(bad)} corrupt or unreadable image(s) in {image_root!r}: "
@@ -184,7 +213,9 @@ def load(
             stacklevel=2,
         )
     if not files:
-        raise ValueError(f"Split {split!r} of {image_root!r} has no readable images.")
+        raise ValueError(f"Split {split!r} of {image_root!r} has no readable images"
+                         + (" (its share of every class rounds to none: raise validation_fraction or "
+                            "test_fraction)." if parts[base] == [] and base != "train" else "."))
     index = {c: i for i, c in enumerate(classes)}
     paths = [os.path.join(image_root, f) for f in files]
     labels = np.array([index[f.split("/")[0]] for f in files], np.int64)
@@ -201,7 +232,8 @@ def load(
         name=f"folder:{name}",
         num_classes=len(classes),
         class_names=classes,
-        image_shape=(None, None, 3),
+        # Every file of the split was decoded above: one size among them is the split's size.
+        image_shape=(*next(iter(sizes)), 3) if len(sizes) == 1 else (None, None, 3),
         # The loaded split counts the images that decode; the others are not read here.
         splits={s: len(files) if s == base else None for s in parts},
         description=f"Image folder {image_root}.",

@@ -122,6 +122,8 @@ def load(name: str, split: str, seed: int = 0, data_dir: str | None = None,
          manual_dir: str | None = None, download: str = "true"):
     if not name:
         raise ValueError("A tfds spec needs a dataset name, e.g. 'tfds:cifar10'.")
+    if download.lower() not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValueError(f"tfds option download={download!r} must be true or false.")
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as err:  # TFDS raises its own DatasetNotFoundError types.

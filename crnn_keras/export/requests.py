@@ -6,7 +6,8 @@ frame, BMP info header with top-down heights, JPEG SOF) before decoding, so a
 bad or truncated file is refused with a message such as
 `image 1 of 3: truncated PNG: ...` rather than raw decoder text, and a header
 that claims too many pixels is refused before any memory is allocated.
-`check_pixels` checks the shape, finiteness and range of a pixel tensor.
+`check_pixels` checks the shape, finiteness, range and scale of a float pixel
+tensor; `check_uint8_pixels` the shape of a uint8 one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAGIC = {"jpeg": b"\xff\xd8\xff", "png": PNG_SIGNATURE, "gif": b"GIF8", "bmp": b"BM"}
 MIN_BYTES = 26
 # serve_tensor refuses pixels outside this range (0..255 with a margin for
-# resampling overshoot), and images that look scaled to 0..1.
+# resampling overshoot), and images that lie within [-1, 1] (scaled to 0..1).
 PIXEL_RANGE = (-1.0, 256.0)
 _HEAD = 64  # Header bytes read; enough for every format's size fields.
 
@@ -200,13 +201,8 @@ def decode_image_bytes(image_bytes, channels: int, size, max_pixels: int):
     )
 
 
-def check_pixels(images, height: int | None, width: int | None, channels: int):
-    """Checks a `[batch, height, width, channels]` tensor of 0-255 pixels.
-
-    Refuses another shape, NaN or infinite values, values outside
-    `PIXEL_RANGE`, and images whose values all lie in [-1, 1] with fractions
-    (scaled to 0..1 or -1..1). `None` height or width accept any size.
-    """
+def _check_shape(images, height: int | None, width: int | None, channels: int, what: str):
+    """`images` after a run-time check of its `[batch, height, width, channels]` shape."""
     shape = _runtime_shape(images, 4)
     expected = [height if height is not None else -2, width if width is not None else -2, channels]
     dims_ok = [tf.equal(shape[i + 1], d) if d != -2 else shape[i + 1] >= 0
@@ -214,17 +210,34 @@ def check_pixels(images, height: int | None, width: int | None, channels: int):
     text = "[batch, {}, {}, {}]".format(*(d if d != -2 else "any" for d in expected))
     shape_ok = tf.equal(shape[4], -1) & (shape[0] >= 0) & tf.reduce_all(tf.stack(dims_ok))
     with tf.control_dependencies([tf.debugging.Assert(shape_ok, [tf.strings.format(
-            "images: expected shape " + text + " (float 0-255 pixels), got shape {}",
-            tf.shape(images))])]):
-        images = tf.identity(tf.cast(images, tf.float32))
+            "images: expected shape " + text + f" ({what}), got shape {{}}", tf.shape(images))])]):
+        return tf.identity(images)
+
+
+def check_uint8_pixels(images, height: int | None, width: int | None, channels: int):
+    """Checks the shape of a `[batch, height, width, channels]` uint8 tensor of
+    0-255 pixels (the unambiguous tensor input); returns it as float32."""
+    return tf.cast(_check_shape(images, height, width, channels, "uint8 0-255 pixels"), tf.float32)
+
+
+def check_pixels(images, height: int | None, width: int | None, channels: int):
+    """Checks a `[batch, height, width, channels]` tensor of float 0-255 pixels.
+
+    Refuses another shape, NaN or infinite values, values outside
+    `PIXEL_RANGE`, and images whose values all lie in [-1, 1] but for an all-zero
+    one (scaled to 0..1 or -1..1; a binary 0/1 image included: as raw pixels it
+    would be all but black, so uint8 pixels go to `serve_uint8`). `None` height or
+    width accept any size.
+    """
+    images = tf.cast(_check_shape(images, height, width, channels, "float 0-255 pixels"), tf.float32)
     count = tf.shape(images)[0]
     axes = [1, 2, 3]
     finite = tf.reduce_all(tf.math.is_finite(images), axis=axes)
     safe = tf.where(tf.math.is_finite(images), images, 0.0)
     low, high = tf.reduce_min(safe, axis=axes), tf.reduce_max(safe, axis=axes)
     in_range = (low >= PIXEL_RANGE[0]) & (high <= PIXEL_RANGE[1])
-    fractional = tf.reduce_any(tf.not_equal(safe, tf.round(safe)), axis=axes)
-    unit_scaled = (low >= -1.0) & (high <= 1.0) & fractional
+    # All zeros read the same on every scale; any other image within [-1, 1] is ambiguous.
+    unit_scaled = (low >= -1.0) & (high <= 1.0) & ((low < 0.0) | (high > 0.0))
 
     def first(bad):
         return tf.cast(tf.argmax(tf.cast(bad, tf.int32)), tf.int32)
@@ -236,8 +249,9 @@ def check_pixels(images, height: int | None, width: int | None, channels: int):
             "image {} of {}: pixel values span [{}, {}], outside 0..255; send raw 0-255 pixels",
             (i, count, low[i], high[i]))),
         (~unit_scaled, lambda i: tf.strings.format(
-            "image {} of {}: all pixel values lie in [-1, 1] with fractions, as if scaled to "
-            "0..1 or -1..1; send raw 0-255 pixels (the model scales them itself)", (i, count))),
+            "image {} of {}: all pixel values lie in [-1, 1] (span [{}, {}]), as if scaled to 0..1 or -1..1; "
+            "serve_tensor takes raw 0-255 pixels (the model scales them itself): send those, or uint8 pixels "
+            "to the serve_uint8 signature", (i, count, low[i], high[i]))),
     ]
     asserts = []
     for ok, message in checks:

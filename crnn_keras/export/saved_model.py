@@ -7,8 +7,11 @@ place, so a server watching `base_dir` never sees a half-written version.
 Signatures:
 - `serving_default`: `image_bytes` `[None]` string (encoded JPEG, PNG, BMP or
   GIF; TF Serving's REST API turns `{"b64": ...}` into these bytes).
-- `serve_tensor`: `images` `[None, H, W, C]` float32 pixels on the 0-255 scale.
-Both return `probabilities` `[None, K]` (a softmax over the model's logits),
+- `serve_uint8`: `images` `[None, H, W, C]` uint8 pixels (0-255): the tensor
+  input whose scale cannot be mistaken.
+- `serve_tensor`: `images` `[None, H, W, C]` float32 pixels on the 0-255 scale
+  (kept for compatibility; refuses images that lie within [-1, 1]).
+All three return `probabilities` `[None, K]` (a softmax over the model's logits),
 `top_k_scores` `[None, k]` float32, `top_k_classes` `[None, k]` int32 and
 `top_k_labels` `[None, k]` string. Bad requests fail with `InvalidArgument`
 naming the image and the problem (see `crnn_keras.export.requests`).
@@ -23,7 +26,7 @@ import tensorflow as tf
 
 from crnn_keras.export import layout
 from crnn_keras.export.portable import input_size, portable_clone
-from crnn_keras.export.requests import check_pixels, decode_image_bytes
+from crnn_keras.export.requests import check_pixels, check_uint8_pixels, decode_image_bytes
 from crnn_keras.models import outputs_logits
 
 
@@ -84,7 +87,10 @@ def export_saved_model(
         )
 
         def outputs(images):
-            probs = tf.cast(serving_model(images, training=False), tf.float32)
+            # An empty batch has empty outputs (Keras's convolutions fail on one).
+            probs = tf.cond(tf.shape(images)[0] > 0,
+                            lambda: tf.cast(serving_model(images, training=False), tf.float32),
+                            lambda: tf.zeros([0, num_classes], tf.float32))
             if logits:
                 probs = tf.nn.softmax(probs, axis=-1)
             scores, classes = tf.math.top_k(probs, k=k)
@@ -98,11 +104,13 @@ def export_saved_model(
         def serve_bytes(image_bytes):
             return outputs(decode_image_bytes(image_bytes, channels, image_size, max_pixels))
 
-        def serve_tensor(images):
-            images = check_pixels(images, height, width, channels)
-            if (height, width) != tuple(image_size):
-                images = tf.image.resize(images, image_size)
-            return outputs(images)
+        def serve_pixels(check):
+            def serve(images):
+                images = check(images, height, width, channels)
+                if (height, width) != tuple(image_size):
+                    images = tf.image.resize(images, image_size)
+                return outputs(images)
+            return serve
 
         archive = keras.export.ExportArchive()
         archive.track(serving_model)
@@ -111,10 +119,12 @@ def export_saved_model(
             "serving_default", serve_bytes,
             input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
         )
-        archive.add_endpoint(
-            "serve_tensor", serve_tensor,
-            input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32, name="images")],
-        )
+        for name, check, dtype in (("serve_uint8", check_uint8_pixels, tf.uint8),
+                                   ("serve_tensor", check_pixels, tf.float32)):
+            archive.add_endpoint(
+                name, serve_pixels(check),
+                input_signature=[tf.TensorSpec([None, height, width, channels], dtype, name="images")],
+            )
         archive.write_out(staging, verbose=False)
         return layout.publish(staging, base_dir, version, overwrite)
 

@@ -124,6 +124,9 @@ def _check_rank4(input_shape: tuple, layer_name: str) -> None:
             f"got shape {tuple(input_shape)} (rank {len(input_shape)}). "
             "Add a channels axis for grayscale maps, e.g. `x[..., None]`."
         )
+    if 0 in tuple(input_shape)[1:3]:
+        raise ValueError(f"{layer_name} got a map with no rows or columns, shape {tuple(input_shape)}: "
+                         "there is nothing to sweep. Use larger images, or fewer poolings before the sweep.")
     if input_shape[-1] is None:
         raise ValueError(
             f"{layer_name} needs a known number of channels, got shape "

@@ -3,6 +3,7 @@ any `keras.applications` model. Each maps raw 0-255 pixels to a feature map."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import keras
@@ -49,6 +50,10 @@ def _conv_backbone(x, filters=(32, 64), convs_per_stage=2, pool="max", final_poo
     `sync_batch_norm=True` makes batch norm use the global batch under a
     distribution strategy, so that N replicas train the same model as one.
     """
+    if not isinstance(filters, (list, tuple)) or not filters or not all(
+            isinstance(f, int) and not isinstance(f, bool) and f >= 1 for f in filters):
+        raise ValueError(f"`filters` must be a list of positive ints (one per stage), e.g. [32, 64], "
+                         f"got {filters!r}.")
     filters = list(filters)
     per_stage = [convs_per_stage] * len(filters) if isinstance(convs_per_stage, int) else list(convs_per_stage)
     if len(per_stage) != len(filters) or not all(isinstance(n, int) and n >= 1 for n in per_stage):
@@ -100,6 +105,10 @@ def apply_backbone(x, spec: dict[str, Any]):
     spec = dict(spec)
     kind = spec.pop("type", "conv")
     if kind == "conv":
+        unknown = sorted(set(spec) - set(inspect.signature(_conv_backbone).parameters) - {"x"})
+        if unknown:
+            raise ValueError(f"Unknown conv backbone options {unknown}. Expected some of filters, convs_per_stage, "
+                             "pool, final_pool, sync_batch_norm.")
         return _conv_backbone(x, **spec)
     if kind == "alexnet":
         if spec:

@@ -12,7 +12,8 @@ from crnn_keras.models.backbones import apply_backbone, conv_block
 from crnn_keras.models.presets import check_base_kwargs, classproperty, hub_presets
 
 SWEEP_KEYS = ("units", "cell", "bidirectional", "merge_mode", "order", "parallel_merge",
-              "dropout", "recurrent_dropout", "use_cudnn", "unroll", "jit_compile", "blocks", "residual", "mlp_ratio")
+              "dropout", "recurrent_dropout", "use_cudnn", "unroll", "jit_compile", "blocks", "residual", "mlp_ratio",
+              "passes")
 
 
 def plain(value: Any) -> Any:
@@ -45,6 +46,12 @@ def _check_sweep(sweep: Any) -> dict:
         raise ValueError(f"sweep `residual` must be True or False, got {sweep['residual']!r}.")
     if "mlp_ratio" in sweep and not sweep.get("residual", False):
         raise ValueError("sweep `mlp_ratio` is the channel MLP of residual sweep blocks; "
+                         "add 'residual': True, or drop it.")
+    passes = sweep.get("passes", 1)
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+        raise ValueError(f"sweep `passes` must be an integer >= 1, got {passes!r}.")
+    if passes > 1 and not sweep.get("residual", False):
+        raise ValueError("sweep `passes` repeats each residual sweep block with its weights shared; "
                          "add 'residual': True, or drop it.")
     if blocks and "units" not in sweep:
         raise ValueError("`sweep` needs `units` (the hidden size of each direction), "
@@ -79,7 +86,9 @@ class CRNNBackbone(Backbone):
             a `SweepBlock2D` (Sequencer2D style: norm, sweep, 1x1 fusion and
             a residual add, then a residual channel MLP of `mlp_ratio`,
             default 2), with a final layer norm; its `order` defaults to
-            `"parallel"`.
+            `"parallel"`. `"passes": N` applies each residual block N times
+            with shared weights, so information can turn N times as often
+            for no extra parameters (iterating like hGRU).
         match_filters: filters of the extra 3x3 conv blocks after the CNN,
             or `None` for none.
         match_depth: how many such blocks; each after the first adds its
@@ -112,9 +121,10 @@ class CRNNBackbone(Backbone):
     ):
         check_base_kwargs(type(self).__name__, kwargs)
         image_shape = tuple(image_shape)
-        if len(image_shape) != 3 or image_shape[-1] is None:
-            raise ValueError(f"`image_shape` must be (height, width, channels) with known "
-                             f"channels, got {image_shape}.")
+        if len(image_shape) != 3 or image_shape[-1] is None or not all(
+                d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 1) for d in image_shape):
+            raise ValueError(f"`image_shape` must be (height, width, channels) of positive ints (height and "
+                             f"width may be None), with known channels, got {image_shape}.")
         cnn = plain(cnn) if cnn is not None else {"type": "conv"}
         if not isinstance(cnn, dict):
             raise ValueError(f"`cnn` must be a dict such as {{'type': 'conv'}}, got {cnn!r}.")
@@ -134,18 +144,28 @@ class CRNNBackbone(Backbone):
             keras.config.set_dtype_policy(dtype)
         try:
             inputs = keras.Input(image_shape, name="images")
-            x = apply_backbone(inputs, cnn)
+            try:
+                x = apply_backbone(inputs, cnn)
+            except ValueError as err:  # Keras's pooling or a valid conv on a map that shrank to nothing.
+                if "zero or negative" not in str(err) and "negative" not in str(err):
+                    raise
+                x = None
+            if x is None or 0 in x.shape[1:3]:
+                raise ValueError(f"image_shape={image_shape} is too small for cnn={cnn}: its convolutions and "
+                                 "pooling shrink the map to nothing; use larger images (e.g. image_size=32).")
             sync_batch_norm = bool(cnn.get("sync_batch_norm", False))
             for i in range(1, match_depth + 1 if match_filters else 1):
                 name = "match_block" if i == 1 else f"match_block_{i}"
                 y = conv_block(x, match_filters, name=name, sync_batch_norm=sync_batch_norm)
                 x = y if i == 1 else keras.layers.Add(name=f"{name}_add")([x, y])
-            sweep_args = {k: v for k, v in sweep.items() if k not in ("blocks", "residual")}
+            sweep_args = {k: v for k, v in sweep.items() if k not in ("blocks", "residual", "passes")}
             blocks = sweep.get("blocks", 1)
             residual = sweep.get("residual", False)
             for i in range(1, blocks + 1):
                 if residual:
-                    x = SweepBlock2D(name=f"sweep_block_{i}", **sweep_args)(x)
+                    block = SweepBlock2D(name=f"sweep_block_{i}", **sweep_args)
+                    for _ in range(sweep.get("passes", 1)):  # Iterated, weights shared (as in hGRU).
+                        x = block(x)
                 else:
                     x = SpatialSweep2D(name=f"spatial_sweep_{i}", **sweep_args)(x)
             if residual and blocks:

@@ -6,10 +6,11 @@ import math
 from typing import Any
 
 import keras
+import numpy as np
 from keras_hub.models import ImageClassifier, Task
 
 from crnn_keras.models.crnn_backbone import CRNNBackbone, plain
-from crnn_keras.models.losses import SparseCategoricalCrossentropy
+from crnn_keras.models.losses import NOT_WHOLE, SparseCategoricalCrossentropy, check_label_shape
 from crnn_keras.models.presets import check_base_kwargs, classproperty, hub_presets
 
 POOLINGS = ("avg", "max", "flatten")
@@ -83,6 +84,9 @@ class CRNNImageClassifier(ImageClassifier):
         hidden_units = list(hidden_units or [])
         if not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in hidden_units):
             raise ValueError(f"`hidden_units` must be positive ints, got {hidden_units!r}.")
+        for arg, value in (("pool_size", pool_size), ("pool_strides", pool_strides)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{arg}` must be a positive int or None, got {value!r}.")
         if pool_strides is not None and not pool_size:
             raise ValueError(f"`pool_strides={pool_strides!r}` applies to the pooling of `pool_size`; set "
                              "pool_size too, or remove it.")
@@ -175,9 +179,22 @@ class CRNNImageClassifier(ImageClassifier):
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         Task.compile(self, optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def call(self, inputs, training=None, mask=None):
+        # Keras 3.15's Conv2D returns its input unchanged for an empty batch, so the
+        # next layer fails on its channels: an empty batch has empty logits.
+        if inputs.shape[0] == 0:
+            return keras.ops.zeros((0, self.num_classes), "float32")
+        return super().call(inputs, training=training, mask=mask)
+
     # Without a preprocessor, Keras's own loops: they shuffle NumPy inputs each
     # epoch, where keras-hub's pipeline would batch them in a fixed order.
     def fit(self, x=None, y=None, *args, **kwargs):
+        if y is not None and hasattr(y, "shape") and isinstance(self.loss, SparseCategoricalCrossentropy):
+            labels = np.asarray(y)
+            check_label_shape(labels.shape, (None, self.num_classes) if labels.ndim <= 1 else
+                              (*labels.shape[:-1], self.num_classes))
+            if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
+                raise ValueError(f"{NOT_WHOLE}, e.g. {labels[labels != np.round(labels)][:3].tolist()}.")
         if self.preprocessor is None:
             if hasattr(x, "element_spec") and "shuffle" not in kwargs:  # A tf.data.Dataset (not a tensor).
                 kwargs["shuffle"] = False  # Keras ignores it for a tf.data.Dataset, and warns.
@@ -189,10 +206,17 @@ class CRNNImageClassifier(ImageClassifier):
             return keras.Model.evaluate(self, *args, **kwargs)
         return super().evaluate(*args, **kwargs)
 
-    def predict(self, *args, **kwargs):
-        if self.preprocessor is None:
-            return keras.Model.predict(self, *args, **kwargs)
-        return super().predict(*args, **kwargs)
+    def predict(self, x, *args, **kwargs):
+        if hasattr(x, "shape") and len(x.shape) and x.shape[0] == 0:  # Keras's loop fails on no batches.
+            return np.zeros((0, self.num_classes), "float32")
+        try:
+            if self.preprocessor is None:
+                return keras.Model.predict(self, x, *args, **kwargs)
+            return super().predict(x, *args, **kwargs)
+        except UnboundLocalError as err:  # Keras's loop over a dataset that yields no batch.
+            if "batch_outputs" not in str(err):
+                raise
+            return np.zeros((0, self.num_classes), "float32")
 
     def save_task_weights(self, filepath):
         """The head's weights, without the optimizer state (keras-hub's includes it)."""

@@ -84,8 +84,17 @@ def check_replaceable(preset_dir: str) -> None:
     """Refuses a `preset_dir` that holds anything but an earlier preset.
 
     A save replaces the folder whole, so a run directory or any other folder
-    of work given as `preset_dir` would be deleted.
+    of work given as `preset_dir` would be deleted. A folder named like a
+    built-in preset is refused too (but a trained preset's own folder): in the
+    working directory it would make that name ambiguous (see `_check_unambiguous`).
     """
+    name = os.path.basename(os.path.normpath(preset_dir))
+    builtin = trained_presets().get(name)
+    if name in PRESETS or (builtin and os.path.abspath(builtin) != os.path.abspath(preset_dir)):
+        raise ValueError(
+            f"Preset folder {preset_dir!r} is named like the built-in preset {name!r}: in the working "
+            f"directory it would make `--preset {name}` ambiguous, and every later run there would be refused. "
+            f"Choose another name, e.g. '{name}_mine'.")
     if not os.path.isdir(preset_dir):
         return
     names = os.listdir(preset_dir)
@@ -146,9 +155,25 @@ def resolve_location(preset: Any) -> str:
         return preset  # keras-hub downloads and checks it.
     elif not os.path.isdir(preset):
         raise unknown_preset_error(preset)
-    _check_json(preset, CONFIG_FILE, required=True)
-    _check_json(preset, TASK_FILE, required=False)
+    backbone = _check_json(preset, CONFIG_FILE, required=True)
+    task = _check_json(preset, TASK_FILE, required=False)
+    _check_same_backbone(preset, backbone, task)
     return preset
+
+
+def _check_same_backbone(folder: str, backbone: dict, task: dict | None) -> None:
+    """Refuses a preset whose `task.json` describes another backbone than its `config.json`
+    (the classifier would build one, `CRNNBackbone.from_preset` the other)."""
+    inner = (task or {}).get("config", {}).get("backbone")
+    if not isinstance(inner, dict):
+        return
+    ours, theirs = backbone.get("config", {}), inner.get("config", {})
+    keys = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    if keys or backbone.get("registered_name") != inner.get("registered_name"):
+        shown = ", ".join(f"{k}: {ours.get(k)!r} in {CONFIG_FILE}, {theirs.get(k)!r} in {TASK_FILE}"
+                          for k in keys[:3]) or "the backbone class"
+        raise ValueError(f"Preset folder {folder!r} is inconsistent: {CONFIG_FILE} and {TASK_FILE} describe "
+                         f"different backbones ({shown}). Save the preset again with save_to_preset.")
 
 
 def _check_json(folder: str, name: str, required: bool) -> dict | None:

@@ -100,9 +100,25 @@ class TFServingClient:
                 with open(image, "rb") as f:
                     image = f.read()
             instances.append({"b64": base64.b64encode(image).decode()})
+        return self._predict(instances, self.signature_name)
+
+    def predict_pixels(self, images: Any) -> list[Prediction]:
+        """Top-k labels and scores for a `[batch, H, W, C]` uint8 array of 0-255 pixels,
+        through the export's `serve_uint8` signature. Other dtypes are refused: pixels
+        scaled to 0..1 would be read as all but black."""
+        import numpy as np
+
+        array = np.asarray(images)
+        if array.dtype != np.uint8 or array.ndim != 4:
+            raise ValueError(f"predict_pixels takes a [batch, height, width, channels] uint8 array of 0-255 "
+                             f"pixels, got {array.dtype} of shape {array.shape}. Convert 0-255 floats with "
+                             ".astype('uint8'); scale 0..1 floats by 255 first.")
+        return self._predict(array.tolist(), "serve_uint8")
+
+    def _predict(self, instances: list, signature_name: str | None) -> list[Prediction]:
         body: dict[str, Any] = {"instances": instances}
-        if self.signature_name:
-            body["signature_name"] = self.signature_name
+        if signature_name:
+            body["signature_name"] = signature_name
         result = self._request(self.model_url + ":predict", body)
         if "predictions" not in result:
             raise TFServingError(200, f"response has no 'predictions': {str(result)[:200]}", self.model_url)

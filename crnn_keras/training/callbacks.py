@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from crnn_keras.atomic import atomic_path, write_text
+from crnn_keras.training.run_dir import replaced_runs
 
 BACKUP_METADATA = "training_metadata.json"
 
@@ -140,13 +141,24 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     training diverged: the loss is inf
     """
 
+    def __init__(self, run_dir: str | None = None):
+        super().__init__()
+        self.run_dir = run_dir
+
     def _check(self, logs, where: str) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            raise TrainingDivergedError(
-                f"training diverged: the loss is {float(loss)} {where}. Nothing of this epoch was "
-                "saved; the run keeps its last finished epoch. Lower the learning rate or set "
-                "clipnorm, then rerun with --overwrite (or another --output-dir).")
+            message = (f"training diverged: the loss is {float(loss)} {where}. Nothing of this epoch was "
+                       "saved; the run keeps its last finished epoch. Lower the learning rate or set "
+                       "clipnorm, then rerun with --overwrite (or another --output-dir).")
+            kept = replaced_runs(self.run_dir) if self.run_dir else []
+            finished = [k for k in kept if os.path.exists(os.path.join(k, "metrics.json"))]
+            if kept:  # A replacement diverged: the run it replaces is still whole, aside.
+                aside = (finished or kept)[-1]
+                message += (f" The {'finished ' if finished else ''}run this one replaces is kept in {aside!r}; "
+                            "a rerun with --overwrite that finishes deletes it. To restore it instead, delete "
+                            f"{self.run_dir!r} and rename {aside!r} to it.")
+            raise TrainingDivergedError(message)
 
     def on_train_batch_end(self, batch, logs=None):
         self._check(logs, f"after batch {batch + 1}")
@@ -243,7 +255,7 @@ def run_callbacks(run_dir: str, initial_epoch: int) -> list[keras.callbacks.Call
     # The backup is the commit point of an epoch, so it runs last: a crash before
     # it repeats the epoch, and the history rows it logged are dropped on resume.
     return [
-        StopOnNonFiniteLoss(),
+        StopOnNonFiniteLoss(run_dir),
         AtomicCSVLogger(history_csv),
         AtomicModelCheckpoint(os.path.join(run_dir, "best.keras"), monitor="val_accuracy", mode="max",
                               initial_value_threshold=best),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import typing
 from typing import Any
@@ -103,6 +104,8 @@ class TrainConfig:
             value = getattr(self, field.name)
             if not _matches(value, hints[field.name]):
                 fail(f"{field.name}={value!r} should be of type {hints[field.name]}.")
+            if isinstance(value, float) and not math.isfinite(value):
+                fail(f"{field.name}={value} must be a finite number.")
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 fail(f"unknown {name}={getattr(self, name)!r}; expected one of {choices}.")

@@ -28,7 +28,6 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from crnn_keras.atomic import write_json
 from crnn_keras.training.callbacks import EpochBackup, run_callbacks
 from crnn_keras.training.config import TrainConfig
 from crnn_keras.training.task import (
@@ -78,8 +77,7 @@ def train_multi_worker(config: TrainConfig, replace: bool = False) -> dict[str, 
             model = build_model(config, info)
             compile_model(model, config, steps, info.num_classes)
         if chief:
-            start_run(config, replace)
-            write_json(os.path.join(run_dir, "dataset_info.json"), info.to_dict())
+            start_run(config, replace, info, model)
         # Training batches are split across workers; every worker scores all of
         # validation, so the summed metric totals stay exact for any split size.
         train_iter = iter(strategy.experimental_distribute_dataset(

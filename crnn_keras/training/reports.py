@@ -39,6 +39,23 @@ def plot_history(history_csv: str, path: str) -> None:
     _save(fig, path)
 
 
+def plot_curves(curves: dict[str, tuple[list[float], list[float]]], path: str, title: str,
+                xlabel: str = "training images seen", ylabel: str = "validation accuracy") -> None:
+    """One line per `{label: (x, y)}`, e.g. accuracy against images seen for several models."""
+    if not curves:
+        raise ValueError("plot_curves needs at least one curve.")
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for label, (x, y) in curves.items():
+        ax.plot(x, y, "o-", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
 def plot_confusion(matrix: list[list[int]], class_names: list[str], path: str) -> None:
     matrix = np.asarray(matrix)
     size = max(4, min(20, 0.4 * len(class_names) + 3))

@@ -6,6 +6,21 @@ import json
 import os
 
 
+RUN_CONFIG_FILE = "config.yaml"  # A training run's resolved config: the mark of a run directory.
+SEARCH_FILE = "search.json"  # A tuning search's request: the mark of a search directory.
+REPLACED = ".replaced-"  # `<run_dir>.replaced-N`: a run being replaced (see `start_run`).
+
+
+def replaced_runs(run_dir: str) -> list[str]:
+    """The runs that `run_dir`'s run is replacing (`<run_dir>.replaced-N`), oldest first."""
+    parent, name = os.path.split(os.path.normpath(run_dir))
+    if not os.path.isdir(parent or "."):
+        return []
+    numbers = sorted(int(e[len(name + REPLACED):]) for e in os.listdir(parent or ".")
+                     if e.startswith(name + REPLACED) and e[len(name + REPLACED):].isdigit())
+    return [os.path.join(parent, f"{name}{REPLACED}{n}") for n in numbers]
+
+
 def find_model(path: str) -> str:
     """A `.keras` path, given one or a run directory (best, else last)."""
     if os.path.isdir(path):
@@ -32,7 +47,10 @@ def check_run_dir(config, overwrite: bool = False) -> bool:
     run_dir = config.output_dir
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise ValueError(f"--output-dir {run_dir!r} is a file; pass a folder for the run.")
-    path = os.path.join(run_dir, "config.yaml")
+    if os.path.exists(os.path.join(run_dir, SEARCH_FILE)):
+        raise ValueError(f"--output-dir {run_dir!r} holds a tuning search ({SEARCH_FILE}); a run there would mix "
+                         "its files with the search's. Choose another --output-dir.")
+    path = os.path.join(run_dir, RUN_CONFIG_FILE)
     if not os.path.exists(path):
         return False
     try:
@@ -62,13 +80,23 @@ def load_run_model(path: str):
     older version, say), `last.keras` is loaded with a warning.
     """
     import warnings
+    import zipfile
 
     import keras
 
     import crnn_keras.models  # noqa: F401  (registers the model classes)
 
+    def load(candidate: str):
+        if not zipfile.is_zipfile(candidate):  # Keras would say "File not found".
+            raise ValueError(f"{candidate!r} is not a .keras archive ({os.path.getsize(candidate)} bytes): "
+                             "corrupt or truncated")
+        return keras.saving.load_model(candidate, safe_mode=True)
+
     if not os.path.isdir(path):
-        return keras.saving.load_model(find_model(path), safe_mode=True), path
+        try:
+            return load(find_model(path)), path
+        except ValueError as err:
+            raise ValueError(f"Cannot load model {path!r}: {str(err)[:300]}.") from err
     candidates = [os.path.join(path, n) for n in ("best.keras", "last.keras")]
     candidates = [c for c in candidates if os.path.exists(c)]
     if not candidates:
@@ -76,14 +104,15 @@ def load_run_model(path: str):
     problems = []
     for candidate in candidates:
         try:
-            model = keras.saving.load_model(candidate, safe_mode=True)
+            model = load(candidate)
         except Exception as err:  # A truncated or empty file: try the next checkpoint.
             problems.append(f"{os.path.basename(candidate)}: {type(err).__name__}: {str(err)[:200]}")
             continue
         if problems:
             warnings.warn(f"Could not load {problems[0]}; using {candidate} instead.", stacklevel=2)
         return model, candidate
-    raise ValueError(f"No checkpoint in {path!r} could be loaded: " + "; ".join(problems))
+    raise ValueError(f"No checkpoint in {path!r} could be loaded ({'; '.join(problems)}). Train it again "
+                     "into another --output-dir.")
 
 
 def class_names_near(model_path: str, num_classes: int) -> list[str]:

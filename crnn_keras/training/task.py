@@ -25,7 +25,7 @@ from crnn_keras.training.callbacks import EpochBackup
 from crnn_keras.training.config import TrainConfig
 from crnn_keras.training.evaluation import evaluate_model
 from crnn_keras.training.reports import plot_confusion, plot_history
-from crnn_keras.training.run_dir import load_run_model
+from crnn_keras.training.run_dir import REPLACED, load_run_model, replaced_runs
 
 
 def check_tf_config(strategy: str = "multi_worker") -> None:
@@ -154,8 +154,12 @@ def load_splits(config: TrainConfig, global_batch: int, initial_epoch: int = 0):
         initial_epoch=min(initial_epoch, config.epochs - 1),  # A finished run still builds its pipeline.
         **common,
     )
-    val_ds, _ = load_dataset(config.dataset, config.validation_split, batch_size=global_batch, **common)
-    test_ds, _ = load_dataset(config.dataset, config.test_split, batch_size=global_batch, **common)
+    val_ds, val_info = load_dataset(config.dataset, config.validation_split, batch_size=global_batch, **common)
+    test_ds, test_info = load_dataset(config.dataset, config.test_split, batch_size=global_batch, **common)
+    for split, other in ((config.validation_split, val_info), (config.test_split, test_info)):
+        if tuple(other.image_shape) != tuple(info.image_shape):  # Native sizes of a folder, say.
+            raise ValueError(f"{split!r} of {config.dataset!r} has images of shape {tuple(other.image_shape)}, "
+                             f"training has {tuple(info.image_shape)}; pass --image-size to resize them all.")
     return train_ds, val_ds, test_ds, info, steps_per_epoch(config, info, global_batch)
 
 
@@ -170,11 +174,9 @@ def steps_per_epoch(config: TrainConfig, info: DatasetInfo, global_batch: int) -
     return math.ceil(n_train / global_batch)
 
 
-REPLACED = ".replaced-"  # `<output_dir>.replaced-N`: a run being replaced.
-
-
-def start_run(config: TrainConfig, replace: bool) -> None:
-    """Writes the run's config, once the dataset has loaded and the model is built.
+def start_run(config: TrainConfig, replace: bool, info: DatasetInfo, model: keras.Model) -> None:
+    """Writes the run's config and `dataset_info.json`, once the dataset has loaded and
+    the model is built, and prints a short summary of the run (the config is in `config.yaml`).
 
     `replace` moves the older run aside to `<output_dir>.replaced-N`; `finish_run`
     deletes it once the new run has finished, so a failed or killed replacement loses
@@ -188,8 +190,22 @@ def start_run(config: TrainConfig, replace: bool) -> None:
     os.makedirs(config.output_dir, exist_ok=True)
     remove_stale_temporaries(config.output_dir)
     config.save(os.path.join(config.output_dir, "config.yaml"))
+    write_json(os.path.join(config.output_dir, "dataset_info.json"), info.to_dict())
     if config.verbose:
-        print("Resolved config:\n" + json.dumps(config.to_dict(), indent=2), flush=True)
+        print(run_summary(config, info, model), flush=True)
+
+
+def run_summary(config: TrainConfig, info: DatasetInfo, model: keras.Model) -> str:
+    """Two lines: what is trained on what, and how and where."""
+    n_train = info.splits.get("train")
+    shape = "x".join(str(d) for d in info.image_shape)
+    model_name = config.preset if config.model == "crnn" else f"cnn_baseline of {config.preset}"
+    return (f"Training {model_name} ({model.count_params():,} parameters) on {config.dataset}: "
+            f"{info.num_classes} classes, {shape} images"
+            + (f", {n_train:,} for training" if n_train else "") + ".\n"
+            f"{config.epochs} epoch(s), batch {config.batch_size} per replica, {config.optimizer} at "
+            f"{config.learning_rate:g} ({config.schedule}); the run goes to {config.output_dir} "
+            "(full config in config.yaml).")
 
 
 def finish_run(config: TrainConfig, model: keras.Model, test_ds: tf.data.Dataset, info: DatasetInfo,
@@ -220,10 +236,8 @@ def finish_run(config: TrainConfig, model: keras.Model, test_ds: tf.data.Dataset
 
 def _drop_replaced(run_dir: str) -> None:
     """Deletes the runs this finished run replaced (`<run_dir>.replaced-N`)."""
-    parent, name = os.path.split(os.path.normpath(run_dir))
-    for entry in os.listdir(parent or "."):
-        if entry.startswith(name + REPLACED) and entry[len(name + REPLACED):].isdigit():
-            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+    for path in replaced_runs(run_dir):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_report(run_dir: str, metrics: dict[str, Any]) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 
 import keras
 
-from crnn_keras.atomic import write_json
 from crnn_keras.training.callbacks import EpochBackup, run_callbacks
 from crnn_keras.training.config import TrainConfig
 from crnn_keras.training.multi_worker import train_multi_worker
@@ -59,8 +58,7 @@ def train(config: TrainConfig | dict[str, Any], overwrite: bool = False) -> dict
         with strategy.scope():  # Built before anything is written: a bad option fails first.
             model = build_model(config, info)
             compile_model(model, config, steps, info.num_classes)
-        start_run(config, replace)
-        write_json(os.path.join(run_dir, "dataset_info.json"), info.to_dict())
+        start_run(config, replace, info, model)
         if initial_epoch:
             with strategy.scope():
                 EpochBackup.restore(model, backup)

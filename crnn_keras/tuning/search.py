@@ -15,6 +15,7 @@ import tensorflow as tf
 from crnn_keras.atomic import atomic_path, remove_stale_temporaries, write_json, write_text
 from crnn_keras.data import load_dataset
 from crnn_keras.training.config import TrainConfig
+from crnn_keras.training.run_dir import RUN_CONFIG_FILE, SEARCH_FILE
 from crnn_keras.training.task import dtype_policy, steps_per_epoch
 from crnn_keras.tuning.hypermodel import CRNNHyperModel
 
@@ -24,7 +25,6 @@ TUNERS = {
     "bayesian": keras_tuner.BayesianOptimization,
 }
 DEFAULT_MAX_TRIALS = 10
-REQUEST_FILE = "search.json"  # The search's request, for telling a resumed search from another one.
 
 
 def make_tuner(name: str, hypermodel: CRNNHyperModel, directory: str, max_trials: int | None, max_epochs: int,
@@ -79,14 +79,17 @@ def check_search_dir(output_dir: str, request: dict[str, Any], overwrite: bool =
     True where `overwrite` lets the new search replace it."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"--output-dir {output_dir!r} is a file; pass a folder for the search.")
-    path = os.path.join(output_dir, REQUEST_FILE)
+    path = os.path.join(output_dir, SEARCH_FILE)
+    if not os.path.exists(path) and os.path.exists(os.path.join(output_dir, RUN_CONFIG_FILE)):
+        raise ValueError(f"--output-dir {output_dir!r} holds a training run ({RUN_CONFIG_FILE}); a search there "
+                         "would mix its files with the run's. Choose another --output-dir.")
     if not os.path.exists(path):
         return False
     try:
         with open(path, encoding="utf-8") as f:
             old = json.load(f)
     except (OSError, json.JSONDecodeError) as err:
-        old = {f"(unreadable {REQUEST_FILE})": str(err)}
+        old = {f"(unreadable {SEARCH_FILE})": str(err)}
 
     def flat(request: dict[str, Any]) -> dict[str, Any]:  # `config.epochs`, `fixed.units`, ...
         out = {}
@@ -193,7 +196,7 @@ def run_search(config: TrainConfig, tuner: str = "random", max_trials: int | Non
     remove_stale_temporaries(config.output_dir)
     if chief and replace and os.path.exists(best_path):
         os.remove(best_path)  # The replaced search's best.
-    write_json(os.path.join(config.output_dir, REQUEST_FILE), request)
+    write_json(os.path.join(config.output_dir, SEARCH_FILE), request)
     # Keras Tuner's `clear_session` before each trial resets the dtype policy, so `build` sets it
     # too; this scope restores the caller's policy afterwards.
     with dtype_policy(config.precision), atomic_tuner_writes():

@@ -118,3 +118,24 @@ def test_shifts_round_halves_up_and_a_crop_scale_below_one_is_refused():
     assert max(int((o.sum(axis=0) == 0).sum()) for o in outs) == 3
     with pytest.raises(ValueError, match="crop_scale"):
         make_preprocess(None, None, training=True, augment=True, flip_ok=False, crop_scale=0.9)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(channels=2), "`channels` must be 1 .*got 2"),
+    (dict(image_size=0), "`image_size` must be a positive integer.*got \\(0, 0\\)"),
+    (dict(image_size=(8, -1)), "`image_size` must be"),
+    (dict(image_size=7.5), "`image_size` must be"),
+])
+def test_bad_channels_and_image_sizes_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        load_dataset("builtin:shapes?train_size=8", **kwargs)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("builtin:shapes?seed=3", r"\['seed'\] in dataset spec .* not source options"),
+    ("tfds:mnist?download=maybe", "download='maybe' must be true or false"),
+    ("tfds:mnist?datadir=/x", r"Unknown option\(s\) \['datadir'\].*takes data_dir, manual_dir, download"),
+])
+def test_unknown_or_mistyped_source_options_are_refused(spec, message):
+    with pytest.raises(ValueError, match=message):
+        load_dataset(spec)

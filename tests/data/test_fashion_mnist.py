@@ -89,3 +89,19 @@ def test_slices_and_sizes_count_what_the_files_hold(fake_dir):
 def test_bad_validation_sizes_are_refused(fake_dir, size, message):
     with pytest.raises(ValueError, match=message):
         load_dataset(f"fashion_mnist:{fake_dir}?validation_size={size}", "train", batch_size=8)
+
+
+def test_an_empty_validation_split_is_refused_and_other_splits_still_load(fake_dir):
+    spec = f"fashion_mnist:{fake_dir}?validation_size=0"
+    with pytest.raises(ValueError, match="validation_size=0 leaves the validation split empty"):
+        load_dataset(spec, "validation", batch_size=8)
+    assert load_dataset(spec, "train", batch_size=8)[1].splits["train"] == 30  # All of train.
+
+
+@pytest.mark.parametrize("options, message", [
+    ("foo=1", r"Unknown option\(s\) \['foo'\].*takes validation_size"),
+    ("seed=3", r"\['seed'\].*not source options"),
+])
+def test_unknown_options_are_refused(fake_dir, options, message):
+    with pytest.raises(ValueError, match=message):
+        load_dataset(f"fashion_mnist:{fake_dir}?{options}", "train", batch_size=8)

@@ -122,3 +122,37 @@ def test_split_file_options_that_cannot_apply_are_refused(indoor):
     os.remove(indoor / "TestImages.txt")
     with pytest.raises(ValueError, match="has TrainImages.txt but not TestImages.txt"):
         load_dataset(f"folder:{indoor}", "train", image_size=8)
+
+
+def test_test_files_listed_for_training_are_refused(indoor):
+    with open(indoor / "TrainImages.txt", "a") as f:
+        f.write("kitchen/img4.jpg\noffice/img5.png\n")  # Both in TestImages.txt.
+    with pytest.raises(ValueError, match=r"share 2 file\(s\), e.g. \['kitchen/img4.jpg', 'office/img5.png'\]"):
+        load_dataset(f"folder:{indoor}", "train", image_size=8)
+
+
+@pytest.mark.parametrize("options, message", [
+    ("validation_fraction=-0.2", "validation_fraction='-0.2' must be a fraction of every class in \\[0, 1\\)"),
+    ("validation_fraction=1", "validation_fraction='1' must be"),
+    ("test_fraction=1.4", "test_fraction='1.4' must be"),
+    ("test_fraction=nan", "test_fraction='nan' must be"),
+    ("validation_fraction=ten", "validation_fraction='ten' must be"),
+    ("validation_fraction=0.5&test_fraction=0.5", "leave no training images.*sum must be below 1"),
+    ("fraction=0.1", r"Unknown option\(s\) \['fraction'\].*takes validation_fraction, test_fraction, images_dir"),
+    ("images_dir=Pictures", "images_dir='Pictures'.*is not a folder"),
+])
+def test_impossible_or_unknown_options_are_refused(indoor, options, message):
+    os.remove(indoor / "TrainImages.txt")
+    os.remove(indoor / "TestImages.txt")
+    with pytest.raises(ValueError, match=message):
+        load_dataset(f"folder:{indoor / 'Images'}?{options}", "train", image_size=8)
+
+
+def test_a_folder_of_one_image_size_needs_no_image_size(tmp_path):
+    for c in ("a", "b"):
+        for i in range(3):
+            _save(str(tmp_path / c / f"{i}.png"), "PNG", size=(12, 10), seed=i)
+    spec = f"folder:{tmp_path}?validation_fraction=0&test_fraction=0"
+    ds, info = load_dataset(spec, "train", batch_size=8)
+    assert info.image_shape == (10, 12, 3)
+    assert next(iter(ds))[0].shape == (6, 10, 12, 3)

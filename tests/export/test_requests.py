@@ -22,12 +22,17 @@ SIZE = 16
 
 
 @pytest.fixture(scope="module")
-def signatures(tmp_path_factory):
+def loaded(tmp_path_factory):
     model = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3, image_shape=(SIZE, SIZE, 3),
                                             sweep={"units": 4})
     path = export_saved_model(model, str(tmp_path_factory.mktemp("sm") / "m"), max_pixels=1_000_000)
     loaded = tf.saved_model.load(path)
-    return path, loaded.signatures["serving_default"], loaded.signatures["serve_tensor"]
+    return path, loaded.signatures["serving_default"], loaded.signatures["serve_tensor"], loaded.signatures
+
+
+@pytest.fixture(scope="module")
+def signatures(loaded):
+    return loaded[:3]
 
 
 def _image(seed=0, size=SIZE):
@@ -171,6 +176,9 @@ def test_the_bad_image_of_a_batch_is_named(signatures):
     ("-1e6", np.full((1, SIZE, SIZE, 3), -1e6), "outside 0..255"),
     ("scaled to 0..1", np.random.default_rng(0).uniform(0, 1, (1, SIZE, SIZE, 3)), "as if scaled to 0..1"),
     ("scaled to -1..1", np.random.default_rng(0).uniform(-1, 1, (1, SIZE, SIZE, 3)), "as if scaled to 0..1 or -1..1"),
+    # A binary image scaled to 0..1: as raw pixels it would be all but black (a confident wrong answer).
+    ("binary 0..1", (_image(3)[None] > 127).astype(np.float32),
+     r"image 0 of 1: all pixel values lie in \[-1, 1\] \(span \[0, 1\]\).*uint8 pixels to the serve_uint8 signature"),
     ("rank 3", np.zeros((SIZE, SIZE, 3)), r"expected shape \[batch, 16, 16, 3\].*got shape \[16 16 3\]"),
     ("one channel", np.zeros((1, SIZE, SIZE, 1)), r"expected shape \[batch, 16, 16, 3\].*got shape \[1 16 16 1\]"),
     ("other size", np.zeros((1, 32, 32, 3)), r"got shape \[1 32 32 3\]"),
@@ -184,9 +192,9 @@ def test_bad_tensors_are_refused_by_name(signatures, name, images, message):
 
 def test_edge_pixels_are_accepted(signatures):
     _, _, serve_tensor = signatures
-    black = np.zeros((1, SIZE, SIZE, 3), np.float32)  # Integers in 0..1 are raw pixels.
+    black = np.zeros((1, SIZE, SIZE, 3), np.float32)  # The same on every scale.
     overshoot = np.clip(_image(4)[None].astype(np.float32) * 1.003 - 0.4, -0.5, 255.7)  # Resampling overshoot.
-    for images in (black, overshoot, np.ones_like(black)):
+    for images in (black, overshoot, black + 2):
         assert np.isfinite(serve_tensor(images=tf.constant(images))["probabilities"].numpy()).all()
 
 
@@ -207,3 +215,24 @@ def test_saved_model_cli_run_on_a_png(signatures, tmp_path):
     text = result.stdout.split("Result for output key probabilities:")[1].split("Result for")[0]
     printed = np.array([float(v) for v in text.replace("[", " ").replace("]", " ").split()])
     np.testing.assert_allclose(printed, expected, atol=1e-4)
+
+
+def test_uint8_pixels_are_the_unambiguous_tensor_input(loaded):
+    by_name = loaded[3]
+    images = np.stack([_image(6), (_image(7) > 127).astype(np.uint8)])  # The second: pixels 0 and 1.
+    uint8 = by_name["serve_uint8"](images=tf.constant(images))["probabilities"].numpy()
+    floats = by_name["serve_tensor"](images=tf.constant(images[:1].astype(np.float32)))["probabilities"].numpy()
+    np.testing.assert_allclose(uint8[:1], floats, atol=1e-6)
+    assert np.isfinite(uint8).all()
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"expected shape \[batch, 16, 16, 3\] \(uint8 0-255"):
+        by_name["serve_uint8"](images=tf.zeros((1, 8, SIZE, 3), tf.uint8))
+
+
+def test_an_empty_batch_gets_empty_outputs_from_every_signature(loaded):
+    by_name = loaded[3]
+    requests = {"serving_default": {"image_bytes": tf.constant([], tf.string)},
+                "serve_uint8": {"images": tf.zeros((0, SIZE, SIZE, 3), tf.uint8)},
+                "serve_tensor": {"images": tf.zeros((0, SIZE, SIZE, 3))}}
+    for name, request in requests.items():
+        out = by_name[name](**request)
+        assert out["probabilities"].shape == (0, 3) and out["top_k_labels"].shape == (0, 3), name

@@ -59,8 +59,10 @@ data = np.load(sys.argv[2])
 pngs = [open(p, "rb").read() for p in sys.argv[3:]]
 by_bytes = loaded.signatures["serving_default"](image_bytes=tf.constant(pngs))
 by_tensor = loaded.signatures["serve_tensor"](images=tf.constant(data))
+by_uint8 = loaded.signatures["serve_uint8"](images=tf.constant(data.astype(np.uint8)))
 out = {"bytes": {k: v.numpy().tolist() for k, v in by_bytes.items() if k != "top_k_labels"},
        "tensor": {k: v.numpy().tolist() for k, v in by_tensor.items() if k != "top_k_labels"},
+       "uint8": by_uint8["probabilities"].numpy().tolist(),
        "labels": [[s.decode() for s in row] for row in by_bytes["top_k_labels"].numpy()]}
 print(json.dumps(out))
 """
@@ -81,6 +83,7 @@ def test_loads_and_predicts_without_crnn_keras(model, exported, tmp_path):
     expected = model.predict_proba(images.astype(np.float32), verbose=0)
     np.testing.assert_allclose(out["tensor"]["probabilities"], expected, atol=1e-5)
     np.testing.assert_allclose(out["bytes"]["probabilities"], out["tensor"]["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(out["uint8"], out["tensor"]["probabilities"], atol=1e-6)
     top = np.argsort(-expected, axis=1)[:, :2]
     assert out["bytes"]["top_k_classes"] == top.tolist()
     assert out["labels"] == [[NAMES[i] for i in row] for row in top]
@@ -101,6 +104,8 @@ def test_saved_model_cli_lists_the_signatures(exported):
         assert f"dtype: {dtype}" in block and f"shape: {shape}" in block
     tensor = text.split("signature_def['serve_tensor']")[1].split("signature_def[")[0]
     assert "inputs['images'] tensor_info:" in tensor and "shape: (-1, 16, 16, 3)" in tensor
+    uint8 = text.split("signature_def['serve_uint8']")[1].split("signature_def[")[0]
+    assert "inputs['images'] tensor_info:" in uint8 and "dtype: DT_UINT8" in uint8 and "shape: (-1, 16, 16, 3)" in uint8
 
 
 def test_graph_uses_only_standard_ops_no_cudnn_and_no_xla(exported):

@@ -86,13 +86,20 @@ def test_sync_batch_norm_reaches_every_batch_norm():
         (dict(match_filters=0), "match_filters"),
         (dict(sweep={"units": 4, "mlp_ratio": 2}), "mlp_ratio.*residual"),
         (dict(sweep={"units": 4, "residual": "yes"}), "residual"),
+        (dict(sweep={"units": 4, "passes": 2}), "passes.*residual"),
+        (dict(sweep={"units": 4, "residual": True, "passes": 0}), "passes"),
         (dict(cnn={"type": "conv", "filters": [4, 8], "convs_per_stage": [1]}), "one per stage"),
         (dict(cnn={"type": "conv", "pool": "min"}), "Unknown pool"),
+        (dict(cnn={"type": "conv", "filters": "32"}), "`filters` must be a list of positive ints.*got '32'"),
+        (dict(cnn={"type": "conv", "filters": ["32"]}), "`filters` must be a list of positive ints"),
+        (dict(cnn={"type": "conv", "filterz": [8]}), "Unknown conv backbone options \\['filterz'\\]"),
+        (dict(image_shape=(0, 0, 3)), "`image_shape` must be .* positive ints.*got \\(0, 0, 3\\)"),
+        (dict(image_shape=(2, 2, 3)), "image_shape=\\(2, 2, 3\\) is too small for cnn"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        CRNNBackbone(**{"image_shape": (16, 16, 3), **kwargs})
+        CRNNBackbone(**{"image_shape": (16, 16, 3), "sweep": {"units": 4}, **kwargs})
 
 
 def test_residual_sweep_blocks_keep_the_cnn_channels_at_an_unpooled_map():
@@ -109,3 +116,22 @@ def test_residual_sweep_blocks_keep_the_cnn_channels_at_an_unpooled_map():
     assert backbone.predict(np.zeros((2, 20, 12, 1)), verbose=0).shape == (2, 10, 6, 12)
     clone = CRNNBackbone.from_config(backbone.get_config())
     assert clone.count_params() == backbone.count_params()
+
+
+def test_passes_iterate_each_residual_block_with_shared_weights():
+    from crnn_keras.layers import SweepBlock2D
+
+    cnn = {"type": "conv", "filters": [6], "convs_per_stage": 1, "final_pool": False}
+    sweep = {"units": 3, "blocks": 1, "residual": True, "mlp_ratio": 1}
+    once = CRNNBackbone(image_shape=(8, 8, 1), cnn=cnn, sweep=sweep)
+    thrice = CRNNBackbone(image_shape=(8, 8, 1), cnn=cnn, sweep={**sweep, "passes": 3})
+    assert thrice.count_params() == once.count_params()
+    thrice.set_weights(once.get_weights())
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 1)).astype("float32")
+    # The same block applied to its own output three times, then the output norm.
+    inner = keras.Model(once.input, once.get_layer("sweep_block_1").output)
+    block, norm = once.get_layer("sweep_block_1"), once.get_layer("sweep_output_norm")
+    expected = norm(block(block(inner(x))))
+    np.testing.assert_allclose(thrice.predict(x, verbose=0), keras.ops.convert_to_numpy(expected), atol=1e-5)
+    assert len([layer for layer in thrice.layers if isinstance(layer, SweepBlock2D)]) == 1
+    assert CRNNBackbone.from_config(thrice.get_config()).sweep["passes"] == 3

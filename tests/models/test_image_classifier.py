@@ -130,6 +130,7 @@ def test_a_deeper_baseline_stacks_residual_blocks_of_the_same_size():
         (dict(num_classes=3, hidden_units=[0]), "hidden_units"),
         (dict(num_classes=3, dropout=1.5), "dropout"),
         (dict(num_classes=3, activation="sigmoid"), "activation"),
+        (dict(num_classes=3, pool_size="2"), "`pool_size` must be a positive int or None, got '2'"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):
@@ -200,3 +201,32 @@ def test_a_final_softmax_layer_means_probabilities():
     assert not outputs_logits(model)
     probs = model.predict(np.ones((1, 4)), verbose=0)
     np.testing.assert_allclose(to_probabilities(model, probs), probs)
+
+
+def test_labels_that_are_not_class_ids_are_refused_not_trained_as_class_0():
+    import tensorflow as tf
+
+    model = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3, image_shape=(8, 8, 3), sweep={"units": 4})
+    x = _images(6, (8, 8, 3))
+    with pytest.raises(ValueError, match=r"labels must be whole class ids.*e.g. \[0.5, 0.5, 0.5\]"):
+        model.fit(x, np.full(6, 0.5), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"Labels of shape \(6, 3\) .* look one-hot.*labels.argmax\(-1\)"):
+        model.fit(x, np.eye(3)[np.arange(6) % 3], epochs=1, verbose=0)
+    # The loss itself refuses them, whatever feeds it (here a dataset, past the NumPy check).
+    fractional = tf.data.Dataset.from_tensor_slices((x, np.array([0, 1, 2, 0, 1.5, 2]))).batch(6)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must be whole class ids.*\[1.5\]"):
+        model.fit(fractional, epochs=1, verbose=0)
+    loss = SparseCategoricalCrossentropy()
+    assert float(loss(np.array([2.0, 0.0]), np.zeros((2, 3), "float32"))) == pytest.approx(np.log(3))
+
+
+def test_an_empty_batch_gives_empty_outputs():
+    import tensorflow as tf
+
+    model = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=3, image_shape=(8, 8, 3), sweep={"units": 4})
+    empty = np.zeros((0, 8, 8, 3), "float32")
+    assert model.predict(empty, verbose=0).shape == (0, 3)
+    assert tuple(model(empty).shape) == (0, 3)
+    assert model.predict(tf.data.Dataset.from_tensor_slices(empty).batch(2), verbose=0).shape == (0, 3)
+    with pytest.raises(ValueError, match="a map with no rows or columns, shape \\(2, 0, 4, 3\\)"):
+        SpatialSweep2D(units=4)(np.zeros((2, 0, 4, 3), "float32"))

@@ -190,6 +190,19 @@ def test_missing_or_corrupt_preset_files_are_named(tmp_path, name, content, mess
         CRNNImageClassifier.from_preset(_broken_copy(tmp_path, name, content))
 
 
+def test_a_preset_whose_task_and_backbone_configs_disagree_is_refused(tmp_path):
+    folder = _broken_copy(tmp_path, "config.json", None)
+    shutil.copy(os.path.join(trained_presets()["crnn_tiny_rooks"], "config.json"), folder)
+    task = json.load(open(os.path.join(folder, "task.json")))
+    task["config"]["backbone"]["config"]["sweep"]["units"] = 8
+    with open(os.path.join(folder, "task.json"), "w") as f:
+        json.dump(task, f)
+    for cls, kwargs in ((CRNNImageClassifier, {}), (CRNNBackbone, {})):
+        with pytest.raises(ValueError, match="is inconsistent: config.json and task.json describe different "
+                                             "backbones \\(sweep: .*'units': 32.* in config.json, .*'units': 8"):
+            cls.from_preset(folder, **kwargs)
+
+
 def test_weights_that_do_not_fit_name_the_layer(tmp_path):
     other = CRNNImageClassifier.from_preset("crnn_tiny", num_classes=2, sweep={"units": 8})
     other.save_to_preset(str(tmp_path / "other"))
@@ -268,7 +281,12 @@ def test_a_folder_named_like_a_builtin_preset_is_ambiguous(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     model = CRNNImageClassifier.from_preset("crnn_tiny_rooks")
     for name in ("crnn_tiny", "crnn_tiny_rooks"):
-        model.save_to_preset(name)
+        # Saving one is refused (every later `--preset NAME` run here would be), wherever it goes.
+        for folder in (name, str(tmp_path / "presets" / name)):
+            with pytest.raises(ValueError, match=f"is named like the built-in preset '{name}'.*'{name}_mine'"):
+                model.save_to_preset(folder)
+        assert not os.path.exists(name)
+        shutil.copytree(trained_presets()["crnn_tiny_rooks"], name)  # One made by hand.
         for cls, kwargs in ((CRNNImageClassifier, {"num_classes": 2}), (CRNNBackbone, {})):
             with pytest.raises(ValueError, match=f"'{name}' is both a built-in preset and a folder.*"
                                                  f"Pass './{name}'"):

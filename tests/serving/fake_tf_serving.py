@@ -87,8 +87,12 @@ def serve(base_dir: str, name: str):
             try:
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 signature = models[version].signatures[request.get("signature_name", "serving_default")]
-                data = [base64.b64decode(i["b64"]) for i in request["instances"]]
-                outputs = signature(image_bytes=tf.constant(data))
+                data = request["instances"]
+                if data and isinstance(data[0], dict):  # Encoded images.
+                    outputs = signature(image_bytes=tf.constant([base64.b64decode(i["b64"]) for i in data]))
+                else:  # Row-format pixels, in the signature's own dtype.
+                    spec = signature.structured_input_signature[1]["images"]
+                    outputs = signature(images=tf.constant(data, spec.dtype))
             except (KeyError, ValueError, TypeError) as err:
                 self._send(400, {"error": f"Bad request: {err}"})
                 return

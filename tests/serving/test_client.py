@@ -51,6 +51,17 @@ def test_predict_decodes_labels_and_scores(server, tmp_path):
         assert prediction.scores == sorted(prediction.scores, reverse=True)
 
 
+def test_predict_pixels_sends_uint8_to_serve_uint8_and_refuses_other_dtypes(server):
+    url, model = server
+    arrays = np.stack([_png(0)[1], _png(1)[1]])
+    client = TFServingClient(url, "rooks")
+    predictions = client.predict_pixels(arrays)
+    expected = model.predict_proba(arrays.astype(np.float32), verbose=0)
+    np.testing.assert_allclose([p.probabilities for p in predictions], expected, atol=1e-5)
+    with pytest.raises(ValueError, match="uint8 array of 0-255 pixels, got float32.*scale 0..1 floats by 255"):
+        client.predict_pixels(arrays.astype(np.float32) / 255)
+
+
 def test_errors_are_mapped(server):
     url, _ = server
     with pytest.raises(TFServingError, match="404.*Servable not found") as err:

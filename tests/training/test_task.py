@@ -90,3 +90,14 @@ def test_backup_restores_the_dropout_random_state(tmp_path):
     EpochBackup.restore(fresh, str(tmp_path))
     assert states(fresh) == states(trained)
     np.testing.assert_array_equal(fresh.predict_on_batch(np.ones((2, 4))), trained.predict_on_batch(np.ones((2, 4))))
+
+
+def test_plot_curves_writes_a_png_and_refuses_nothing_to_plot(tmp_path):
+    from crnn_keras.training.reports import plot_curves
+
+    path = str(tmp_path / "curves.png")
+    plot_curves({"crnn": ([1000, 2000], [0.5, 0.9]), "cnn": ([1000, 2000], [0.5, 0.6])}, path, title="t")
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="at least one curve"):
+        plot_curves({}, path, title="t")

@@ -23,10 +23,16 @@ def _config(tmp_path, **kw):
     return config
 
 
-def test_run_directory_contents(tmp_path):
+def test_run_directory_contents(tmp_path, capsys):
     metrics = train(_config(tmp_path, optimizer="sgd", learning_rate=0.05, schedule="step",
-                            step_epochs=1, label_smoothing=0.1, augment=True, translate=0.1))
+                            step_epochs=1, label_smoothing=0.1, augment=True, translate=0.1, verbose=2))
     run = tmp_path / "run"
+    # A short summary before the first epoch, not the whole config (that is in config.yaml).
+    out = capsys.readouterr().out
+    assert out.startswith(f"Training crnn_tiny ({metrics['params']:,} parameters) on {SMALL}: 2 classes, "
+                          f"32x32x3 images, 192 for training.\n2 epoch(s), batch 32 per replica, sgd at 0.05 "
+                          f"(step); the run goes to {run} (full config in config.yaml).\n")
+    assert "Resolved config" not in out and '"dataset"' not in out
     for name in ("config.yaml", "dataset_info.json", "best.keras", "last.keras", "history.csv",
                  "metrics.json", "curves.png", "confusion_matrix.png"):
         assert (run / name).exists(), name
@@ -160,8 +166,11 @@ def test_a_bad_or_different_rerun_leaves_the_finished_run_as_it_was(tmp_path, ca
     # One that fails while training (here: it diverges) keeps the replaced run aside.
     diverging = ["--optimizer", "sgd", "--learning-rate", "1e12", "--schedule", "constant", "--epochs", "3"]
     assert main(args + diverging + ["--overwrite"]) == 2
-    assert "training diverged" in capsys.readouterr().err
     aside = tmp_path / "run.replaced-1"
+    err = capsys.readouterr().err
+    assert "training diverged" in err  # Naming the kept run, which a finished rerun would delete.
+    assert f"The finished run this one replaces is kept in {str(aside)!r}; a rerun with --overwrite that " \
+           f"finishes deletes it. To restore it instead, delete {str(run)!r} and rename {str(aside)!r} to it." in err
     assert {f: (aside / f).read_bytes() for f in files} == before
     shutil.rmtree(run)
     os.replace(aside, run)  # Put back by hand.
