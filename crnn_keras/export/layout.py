@@ -73,8 +73,10 @@ def check_base_dir(base_dir: str, format: str) -> None:
 @contextlib.contextmanager
 def staging_folder(base_dir: str) -> Iterator[str]:
     """Yields a fresh hidden folder in `base_dir` to write a version into; removes
-    it (whatever is left in it) when the block ends. Stale staging folders of
+    it (whatever is left in it) when the block ends, and `base_dir` too where
+    this call created it and nothing else is in it. Stale staging folders of
     exporters that no longer run are removed first."""
+    created = not os.path.isdir(base_dir)
     os.makedirs(base_dir, exist_ok=True)
     remove_stale_staging(base_dir)
     staging = os.path.join(base_dir, f"{STAGING}{os.getpid()}-{uuid.uuid4().hex}")
@@ -83,6 +85,9 @@ def staging_folder(base_dir: str) -> Iterator[str]:
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created:  # A failed first export leaves no empty model folder behind.
+            with contextlib.suppress(OSError):
+                os.rmdir(base_dir)
 
 
 def remove_stale_staging(base_dir: str) -> None:

@@ -8,7 +8,11 @@ where the model's are and no `image_size` is given), output `probabilities`
 exporter (`model.export(format="onnx")`, tf2onnx underneath) from
 `portable_clone`: on the model itself that exporter writes a graph that ONNX
 Runtime refuses (`No Op registered for StatefulPartitionedCall`), because the
-sweeps' XLA-compiled functions reach tf2onnx as opaque calls.
+sweeps' XLA-compiled functions reach tf2onnx as opaque calls. The clone's
+sweeps run as loops, not unrolled: tf2onnx turns them into ONNX's own LSTM and
+GRU ops, and for `crnn_pathfinder_trained` the file is 3.6x smaller (0.53
+against 1.9 MB; unrolled, tf2onnx copies the weights per step) and converts
+3x faster, with the same answers.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ def export_onnx(
     layout.check_version(version)
     layout.check_base_dir(base_dir, "onnx")
     size = input_size(model, image_size)
-    wrapper = probabilities_model(model, size)
+    wrapper = probabilities_model(model, size, unroll=False)
 
     import onnx
     import tensorflow as tf

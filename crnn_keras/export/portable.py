@@ -8,7 +8,7 @@ import keras
 QUANTIZATIONS = ("dynamic_int8",)
 
 
-def portable_clone(model: keras.Model, unroll: bool = False, image_size: tuple | None = None) -> keras.Model:
+def portable_clone(model: keras.Model, unroll: bool | None = None, image_size: tuple | None = None) -> keras.Model:
     """A copy of `model` whose recurrent layers trace to plain TensorFlow ops.
 
     Keras traces LSTM/GRU to `CudnnRNNV3` when a GPU is visible, which CPU-only
@@ -32,13 +32,13 @@ def portable_clone(model: keras.Model, unroll: bool = False, image_size: tuple |
                 node["use_cudnn"] = False
                 if node.get("unroll") is not None:  # A sweep layer's config.
                     node["jit_compile"] = False
-                    if unroll:
-                        node["unroll"] = True
+                    if unroll is not None:
+                        node["unroll"] = unroll
             if node.get("registered_name") == "crnn_keras>CRNNBackbone":
                 node["config"]["sweep"]["use_cudnn"] = False
                 node["config"]["sweep"]["jit_compile"] = False
-                if unroll:
-                    node["config"]["sweep"]["unroll"] = True
+                if unroll is not None:
+                    node["config"]["sweep"]["unroll"] = unroll
                 if image_size is not None:
                     node["config"]["image_shape"] = [*image_size, node["config"]["image_shape"][-1]]
             if image_size is not None and node.get("class_name") == "InputLayer":
@@ -73,7 +73,7 @@ def input_size(model: keras.Model, image_size: int | tuple[int, int] | None) -> 
     return size
 
 
-def probabilities_model(model: keras.Model, size: tuple, unroll: bool = False) -> keras.Model:
+def probabilities_model(model: keras.Model, size: tuple, unroll: bool | None = None) -> keras.Model:
     """The contract of the single-file formats, as a Keras model: `images`
     `[batch, *size, C]` float32 raw 0-255 pixels in, `{"probabilities": [batch, K]}`
     (a float32 softmax over the logits, or the model's own softmax) out."""
@@ -107,7 +107,10 @@ def check_in_runtime(model: keras.Model, size: tuple, run, format: str, quantize
     shape = (2, *(side or CHECK_SIDE for side in size), model.input_shape[-1])
     images = np.random.default_rng(0).integers(0, 256, shape).astype(np.float32)
     expected = np.asarray(to_probabilities(model, model(images, training=False)), np.float32)
-    got = np.asarray(run(images))
+    try:
+        got = np.asarray(run(images))
+    except Exception as err:  # The runtime's own reason, e.g. a node that fails to prepare.
+        raise ValueError(f"The {format} runtime fails on the exported model: {err}. Nothing was written.") from err
     if got.shape != expected.shape:
         raise ValueError(f"The {format} export returned shape {got.shape} for input {shape}; "
                          f"Keras returns {expected.shape}. Nothing was written.")
