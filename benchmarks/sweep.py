@@ -2,6 +2,7 @@
 
     python -m benchmarks.sweep            # choices at 8x8x64, batch 64
     python -m benchmarks.sweep --scaling  # map sizes 8x8 .. 64x64, and shapes of equal area
+    python -m benchmarks.sweep --scan     # scan cells against the fused LSTM sweep, 16x16 .. 64x64
 
 Forward + backward time of `SpatialSweep2D(64)` (rows then columns). Scaling
 reports time per map position (flat means linear in H*W) and the sequential
@@ -18,7 +19,7 @@ fix_threads()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from crnn_keras.layers import SpatialSweep2D  # noqa: E402
+from crnn_keras.layers import SCAN_CELLS, SpatialSweep2D, SweepBlock2D  # noqa: E402
 
 
 def measure(layer, shape, jit=False, repeats=10):
@@ -80,5 +81,54 @@ def scaling(batch=16, channels=32, units=32):
     print("written to", write_json("sweep_scaling", rows))
 
 
+SCAN_SIZES = (16, 32, 64)
+
+
+def scan_cells(batch=8, channels=64, units=64, rounds=5, sizes=SCAN_SIZES):
+    """A training pass (forward and backward) of one `SweepBlock2D` (parallel rows and
+    columns, `mlp_ratio=2`) per cell, at each map size. The LSTM row is the fused sweep
+    (`unroll=True`: what `"auto"` picks up to 16 steps, kept at every size so that the
+    fused path runs). Rounds interleave the cells; each ratio is the per-round median
+    of LSTM time over the cell's."""
+    rows = []
+    for size in sizes:
+        shape = (batch, size, size, channels)
+        x = tf.random.normal(shape)
+        cells = {"lstm (fused)": SweepBlock2D(units, unroll=True)}
+        cells.update({name: SweepBlock2D(units, cell=name) for name in SCAN_CELLS})
+        steps = {}
+        for name, layer in cells.items():
+            layer(x)
+            steps[name] = _training_pass(layer)
+            steps[name](x)  # Traced and compiled before timing.
+        times = {name: [] for name in cells}
+        for _ in range(rounds):
+            for name, step in steps.items():
+                times[name].append(median(time_calls(lambda step=step, x=x: step(x), warmup=1, repeats=3)))
+        for name in cells:
+            ratios = [lstm / mine for lstm, mine in zip(times["lstm (fused)"], times[name])]
+            rows.append({"map": f"{size}x{size}", "cell": name, "ms": 1000 * median(times[name]),
+                         "speedup_vs_lstm": median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios)})
+            print(rows[-1], flush=True)
+    print(f"SweepBlock2D({units}) training pass, batch {batch}, {channels} channels, {THREADS} threads, "
+          f"{rounds} interleaved rounds")
+    print_table(rows, ["map", "cell", "ms", "speedup_vs_lstm", "min_ratio", "max_ratio"])
+    print("written to", write_json("sweep_scan_cells", rows))
+
+
+def _training_pass(layer):
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * y)
+        return tape.gradient(loss, layer.trainable_variables)
+
+    return lambda x: [g.numpy() for g in step(x)]
+
+
 if __name__ == "__main__":
-    scaling() if "--scaling" in sys.argv else choices()
+    if "--scan" in sys.argv:
+        scan_cells()
+    else:
+        scaling() if "--scaling" in sys.argv else choices()

@@ -173,7 +173,7 @@ def test_reports_leave_the_matplotlib_backend_alone():
 @pytest.mark.parametrize("argv,message", [
     (["predict", "RUN", "x.png", "--top-k", "0"], "--top-k must be at least 1"),
     (["train", "--sweep", '{"units": 8', "--output-dir", "OUT"], "argument --sweep: not valid JSON"),
-    (["train", "--config", "BAD_YAML"], "is not valid YAML"),
+    (["train", "--config", "BAD_YAML"], "is not valid YAML: while parsing a flow sequence in"),  # One line.
     (["train", "--strategy", "multi_worker", "--output-dir", "OUT"], "TF_CONFIG is not valid JSON"),
 ])
 def test_clear_errors_name_the_flag_or_file(run_dir, tmp_path, capsys, monkeypatch, argv, message):

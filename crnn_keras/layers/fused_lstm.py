@@ -23,6 +23,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from crnn_keras.layers.device import gpu_visible, in_xla_context
+
 
 def _time_major(x, transpose: bool):
     """`(batch, height, width, c)` to `(steps, sequences, c)`: the steps run along the
@@ -177,11 +179,9 @@ def bidirectional_lstm_sweep(x, forward_cell, backward_cell, transpose: bool = F
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}; got {implementation!r}.")
     _check_sweep("bidirectional_lstm_sweep", x, forward_cell, backward_cell, transpose, keras.layers.LSTMCell)
-    from crnn_keras.layers.sweep import _gpu_visible, _in_xla_context
-
-    in_xla = _in_xla_context()
+    in_xla = in_xla_context()
     ops = None
-    if implementation == "native" or (implementation == "auto" and not _gpu_visible()):
+    if implementation == "native" or (implementation == "auto" and not gpu_visible()):
         if x.dtype == tf.float32 and not in_xla:
             from crnn_keras.layers import native
 

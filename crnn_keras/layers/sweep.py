@@ -8,9 +8,14 @@ from typing import Any, Iterator
 import keras
 from keras import ops
 
-CELL_NAMES = ("lstm", "gru", "simple_rnn")
+from crnn_keras.layers.device import gpu_visible as _gpu_visible
+from crnn_keras.layers.device import in_xla_context as _in_xla_context
+from crnn_keras.layers.device import xla_function as _xla_function
+from crnn_keras.layers.scan import SCAN_CELLS, ScanCell, scan_cell
+
+CELL_NAMES = ("lstm", "gru", "simple_rnn", *SCAN_CELLS)
 MERGE_MODES = ("concat", "sum", "mul", "ave")
-ORDERS = ("rows_then_columns", "columns_then_rows", "parallel")
+ORDERS = ("rows_then_columns", "columns_then_rows", "parallel", "cross_scan")
 PARALLEL_MERGES = ("concat", "sum")
 _USE_CUDNN = ("auto", True, False)
 _UNROLL = ("auto", True, False)
@@ -46,35 +51,21 @@ def _check_rate(name: str, value: Any) -> float:
 
 
 def _resolve_cell(cell: Any) -> Any:
-    """Checks `cell`: a known name, or a Keras RNN cell instance."""
+    """Checks `cell`: a known name, a scan cell or a Keras RNN cell instance."""
     if isinstance(cell, str):
         return _check_choice("cell", cell.lower(), CELL_NAMES)
+    if isinstance(cell, ScanCell):
+        return cell
     if isinstance(cell, keras.layers.Layer) and hasattr(cell, "state_size"):
         return cell
     if isinstance(cell, dict):  # A serialized cell, from `get_config`.
         return keras.saving.deserialize_keras_object(cell)
     raise ValueError(
-        f"Unknown cell={cell!r}. Expected one of {', '.join(map(repr, CELL_NAMES))} "
+        f"Unknown cell={cell!r}. Expected one of {', '.join(map(repr, CELL_NAMES))}, "
+        "a scan cell instance (e.g. `crnn_keras.layers.SelectiveScan(16, state_size=4)`) "
         "or a Keras RNN cell instance (a layer with `state_size`, e.g. "
         "`keras.layers.LSTMCell(16)`)."
     )
-
-
-def _gpu_visible() -> bool:
-    if keras.backend.backend() != "tensorflow":
-        return True  # Unknown: keep the backend's own (possibly fused) path.
-    import tensorflow as tf
-
-    return bool(tf.config.list_logical_devices("GPU"))
-
-
-def _in_xla_context() -> bool:
-    """Whether this TensorFlow trace is inside an XLA-compiled function."""
-    import tensorflow as tf
-    from tensorflow.python.ops import control_flow_util  # What tf.function itself checks.
-
-    return not tf.executing_eagerly() and control_flow_util.GraphOrParentsInXlaContext(
-        tf.compat.v1.get_default_graph())
 
 
 def _copy_cell(cell: keras.layers.Layer) -> keras.layers.Layer:
@@ -107,14 +98,6 @@ def _without_object_sharing() -> Iterator[None]:
     finally:
         for key, value in zip(_SHARING_KEYS, saved):
             global_state.set_global_attribute(key, value)
-
-
-def _xla_function(fn):
-    """`fn` as a TensorFlow function that XLA compiles, gradient included.
-    Built once per trace of the enclosing function, so it costs nothing per step."""
-    import tensorflow as tf
-
-    return tf.function(fn, jit_compile=True, autograph=False)
 
 
 def _check_rank4(input_shape: tuple, layer_name: str) -> None:
@@ -150,15 +133,23 @@ class RowSweep(keras.layers.Layer):
     are exactly those of
     `keras.layers.Bidirectional(keras.layers.LSTM(units))`, in Keras order.
 
+    The scan cells (`"mingru"`, `"minlstm"`, `"selective"`: see
+    `crnn_keras.layers.scan`) are linear in their hidden state, with gates
+    from the input alone: each direction is one projection of the whole map
+    and one `linear_scan` along the rows, with no reshape and no per-step
+    matmul. `use_cudnn` and `unroll` do not apply to them.
+
     Args:
         units: positive int, hidden size of each direction.
-        cell: `"lstm"`, `"gru"`, `"simple_rnn"`, or any Keras RNN cell
+        cell: `"lstm"`, `"gru"`, `"simple_rnn"`, a scan cell (`"mingru"`,
+            `"minlstm"`, `"selective"`, or an instance such as
+            `SelectiveScan(units, state_size=4)`), or any Keras RNN cell
             instance (wrapped with `keras.layers.RNN`).
         bidirectional: whether to sweep both ways along the row.
         merge_mode: how the two directions combine: `"concat"`, `"sum"`,
             `"mul"` or `"ave"`. Ignored when `bidirectional=False`.
-        dropout: input dropout rate of the named cells.
-        recurrent_dropout: recurrent dropout rate of the named cells.
+        dropout: input dropout rate of the named Keras cells.
+        recurrent_dropout: recurrent dropout rate of the named Keras cells.
         use_cudnn: `"auto"`, `True` or `False`, passed to LSTM and GRU.
         unroll: `True`, `False`, or `"auto"` (default): unroll when the row
             length is known and at most 16, unless cuDNN can run (an LSTM
@@ -218,6 +209,11 @@ class RowSweep(keras.layers.Layer):
         unroll = _check_choice("unroll", unroll, _UNROLL)
         self.unroll = unroll if isinstance(unroll, str) else bool(unroll)
         self.jit_compile = "auto" if _check_choice("jit_compile", jit_compile, _JIT_COMPILE) == "auto" else False
+        if self._scans and (self.dropout or self.recurrent_dropout):
+            raise ValueError(
+                f"`dropout` and `recurrent_dropout` apply to Keras RNN cells; the scan cell {cell!r} has "
+                "neither (its gates read the input only). Set both to 0, or use dropout around the sweep."
+            )
         if not isinstance(self.cell, str) and (self.dropout or self.recurrent_dropout):
             raise ValueError(
                 "`dropout` and `recurrent_dropout` apply to the named cells only; "
@@ -232,8 +228,20 @@ class RowSweep(keras.layers.Layer):
                     f"The cell instance outputs {size} features but units={self.units}. "
                     "Pass the cell's own size as `units`."
                 )
+        if self._scans:
+            directions = ("forward", "backward") if self.bidirectional else ("forward",)
+            name = self.cell if isinstance(self.cell, str) else type(self.cell).__name__.lower()
+            self.rnn = None
+            self.scan_cells = [scan_cell(self.cell, self.units, go_backwards=d == "backward",
+                                         dtype=self.dtype_policy, name=f"{d}_{name}") for d in directions]
+            return
         with _without_object_sharing():
             self.rnn = self._make_rnn()
+
+    @property
+    def _scans(self) -> bool:
+        """Whether the cell is a scan cell (`crnn_keras.layers.scan`)."""
+        return isinstance(self.cell, ScanCell) or (isinstance(self.cell, str) and self.cell in SCAN_CELLS)
 
     def _make_rnn(self) -> keras.layers.Layer:
         common = dict(return_sequences=True, unroll=self.unroll is True, dtype=self.dtype_policy)
@@ -260,8 +268,12 @@ class RowSweep(keras.layers.Layer):
 
     def build(self, input_shape):
         _check_rank4(input_shape, type(self).__name__)
-        seq_len = input_shape[1] if self._transpose else input_shape[2]
-        self.rnn.build((None, seq_len, input_shape[-1]))
+        if self._scans:
+            for cell in self.scan_cells:
+                cell.build(tuple(input_shape))
+        else:
+            seq_len = input_shape[1] if self._transpose else input_shape[2]
+            self.rnn.build((None, seq_len, input_shape[-1]))
         self.built = True
 
     def _resolve_unroll(self, seq_len) -> bool:
@@ -273,6 +285,10 @@ class RowSweep(keras.layers.Layer):
         return True
 
     def call(self, inputs, training=None):
+        if self._scans:
+            if self._compiles() and self._unrolls(inputs.shape[1 if self._transpose else 2]):
+                return _xla_function(self._scan)(inputs)
+            return self._scan(inputs)
         if self._fuses(inputs.shape, training):
             return self._fused(inputs)
         x = ops.transpose(inputs, (0, 2, 1, 3)) if self._transpose else inputs
@@ -289,7 +305,16 @@ class RowSweep(keras.layers.Layer):
         y = ops.reshape(y, (shape[0], shape[1], shape[2], self.output_channels))
         return ops.transpose(y, (0, 2, 1, 3)) if self._transpose else y
 
+    def _scan(self, inputs):
+        """Each direction's scan cell along the rows (columns), merged."""
+        outputs = [cell(inputs, axis=1 if self._transpose else 2) for cell in self.scan_cells]
+        return self._merge(*outputs) if self.bidirectional else outputs[0]
+
     def _unrolls(self, seq_len) -> bool:
+        """Whether the sweep runs as a fixed graph (unrolled; for scan cells: a known
+        length, so the scan's chunking is static), which XLA may compile."""
+        if self._scans:
+            return seq_len is not None
         return self._resolve_unroll(seq_len) if self.unroll == "auto" else self.unroll
 
     def _fuses(self, shape, training) -> bool:
@@ -313,9 +338,12 @@ class RowSweep(keras.layers.Layer):
 
         inputs = ops.cast(inputs, self.compute_dtype)  # As Keras's RNNs do, also with `autocast=False`.
         y = sweep(inputs, self.rnn.forward_layer.cell, self.rnn.backward_layer.cell, transpose=self._transpose)
+        return y if self.merge_mode == "concat" else self._merge(y[..., :self.units], y[..., self.units:])
+
+    def _merge(self, forward, backward):
+        """The two directions' outputs, combined by `merge_mode`."""
         if self.merge_mode == "concat":
-            return y
-        forward, backward = y[..., :self.units], y[..., self.units:]
+            return ops.concatenate([forward, backward], axis=-1)
         if self.merge_mode == "sum":
             return forward + backward
         if self.merge_mode == "mul":
@@ -323,10 +351,11 @@ class RowSweep(keras.layers.Layer):
         return (forward + backward) / 2.0
 
     def _compiles(self) -> bool:
-        """`jit_compile="auto"`: a traced TensorFlow call of a named cell without
-        dropout, not already inside an XLA-compiled function (whose nested
+        """`jit_compile="auto"`: a traced TensorFlow call of a named or scan cell
+        without dropout, not already inside an XLA-compiled function (whose nested
         compiled functions TensorFlow would compile again at every step)."""
-        if self.jit_compile is False or not isinstance(self.cell, str) or self.dropout or self.recurrent_dropout:
+        if self.jit_compile is False or not (isinstance(self.cell, str) or self._scans) or self.dropout or \
+                self.recurrent_dropout:
             return False
         if keras.backend.backend() != "tensorflow":
             return False
@@ -386,9 +415,18 @@ class SpatialSweep2D(keras.layers.Layer):
     the same input and their outputs are merged by `parallel_merge`
     (`"concat"` or `"sum"`).
 
+    `"cross_scan"` is VMamba's SS2D cross-scan (Liu et al. 2024): the map is
+    read as one sequence of `height * width` steps in row-major order (the row
+    sweep's cell, both directions) and one in column-major order (the column
+    sweep's cell, both directions), so each of the four routes carries context
+    across the whole map; a 1x1 fusion (a `Dense` on the channels,
+    `route_fuse`) merges them to the sweep's output channels. Any cell works;
+    the scan cells suit its long sequences best.
+
     Args:
         units: positive int, hidden size of each direction of each sweep.
-        order: `"rows_then_columns"`, `"columns_then_rows"` or `"parallel"`.
+        order: `"rows_then_columns"`, `"columns_then_rows"`, `"parallel"` or
+            `"cross_scan"`.
         parallel_merge: `"concat"` or `"sum"`, for `order="parallel"`.
         cell, bidirectional, merge_mode, dropout, recurrent_dropout,
         use_cudnn, unroll, jit_compile: as in `RowSweep`, shared by both
@@ -406,6 +444,8 @@ class SpatialSweep2D(keras.layers.Layer):
     (2, 6, 6, 16)
     >>> tuple(SpatialSweep2D(8, order="parallel", parallel_merge="concat")(x).shape)
     (2, 6, 6, 32)
+    >>> tuple(SpatialSweep2D(8, cell="mingru", order="cross_scan")(x).shape)
+    (2, 6, 6, 16)
     """
 
     def __init__(
@@ -440,6 +480,7 @@ class SpatialSweep2D(keras.layers.Layer):
         )
         self.row_sweep = RowSweep(name="row_sweep", **sweep_args)
         self.column_sweep = ColumnSweep(name="column_sweep", **sweep_args)
+        self.route_fuse = None
 
     @property
     def output_channels(self) -> int:
@@ -451,7 +492,13 @@ class SpatialSweep2D(keras.layers.Layer):
     def build(self, input_shape):
         _check_rank4(input_shape, type(self).__name__)
         input_shape = tuple(input_shape)
-        if self.order == "parallel":
+        if self.order == "cross_scan":
+            rows, columns = self._route_shapes(input_shape)
+            self.row_sweep.build(rows)
+            self.column_sweep.build(columns)
+            self.route_fuse = keras.layers.Dense(self.output_channels, dtype=self.dtype_policy, name="route_fuse")
+            self.route_fuse.build(input_shape[:3] + (2 * self.row_sweep.output_channels,))
+        elif self.order == "parallel":
             self.row_sweep.build(input_shape)
             self.column_sweep.build(input_shape)
         else:
@@ -459,6 +506,14 @@ class SpatialSweep2D(keras.layers.Layer):
             first.build(input_shape)
             second.build(first.compute_output_shape(input_shape))
         self.built = True
+
+    def _route_shapes(self, shape) -> tuple:
+        """The map shapes the row and column sweeps see: the input's, or for
+        `"cross_scan"` the map flattened to one row (one column) of `height * width`."""
+        if self.order != "cross_scan":
+            return tuple(shape), tuple(shape)
+        length = shape[1] * shape[2] if shape[1] is not None and shape[2] is not None else None
+        return (shape[0], 1, length, shape[3]), (shape[0], length, 1, shape[3])
 
     def _ordered(self):
         if self.order == "columns_then_rows":
@@ -474,16 +529,19 @@ class SpatialSweep2D(keras.layers.Layer):
         """Where both sweeps would compile, XLA compiles them as one function:
         the transposes between them fuse (about 5% faster than two). Not where
         they run fused (`RowSweep._fuses`), which is faster still."""
-        if self.row_sweep._fuses(shape, training) or self.column_sweep._fuses(shape, training):
+        rows, columns = self._route_shapes(shape)
+        if self.row_sweep._fuses(rows, training) or self.column_sweep._fuses(columns, training):
             return False  # (Sweeps keep the map's height and width, all `_fuses` reads.)
         return (
             self.row_sweep._compiles()
             and self.column_sweep._compiles()
-            and self.row_sweep._unrolls(shape[2]) is True
-            and self.column_sweep._unrolls(shape[1]) is True
+            and self.row_sweep._unrolls(rows[2]) is True
+            and self.column_sweep._unrolls(columns[1]) is True
         )
 
     def _sweep(self, inputs, training):
+        if self.order == "cross_scan":
+            return self._cross_scan(inputs, training)
         if self.order == "parallel":
             rows = self.row_sweep(inputs, training=training)
             cols = self.column_sweep(inputs, training=training)
@@ -492,6 +550,18 @@ class SpatialSweep2D(keras.layers.Layer):
             return rows + cols
         first, second = self._ordered()
         return second(first(inputs, training=training), training=training)
+
+    def _cross_scan(self, inputs, training):
+        dynamic = ops.shape(inputs)
+        batch, height, width = (d if d is not None else dynamic[i] for i, d in enumerate(inputs.shape[:3]))
+        channels, out = inputs.shape[-1], self.row_sweep.output_channels
+        length = height * width  # A Python int where both are known, so the scans' chunking stays static.
+        rows = ops.reshape(inputs, (batch, 1, length, channels))
+        columns = ops.reshape(ops.transpose(inputs, (0, 2, 1, 3)), (batch, length, 1, channels))
+        rows = ops.reshape(self.row_sweep(rows, training=training), (batch, height, width, out))
+        columns = ops.reshape(self.column_sweep(columns, training=training), (batch, width, height, out))
+        routes = ops.concatenate([rows, ops.transpose(columns, (0, 2, 1, 3))], axis=-1)
+        return self.route_fuse(routes)
 
     def compute_output_shape(self, input_shape):
         _check_rank4(input_shape, type(self).__name__)

@@ -81,6 +81,8 @@ class CRNNImageClassifier(ImageClassifier):
             raise ValueError(f"Unknown pooling {pooling!r}. Expected one of {POOLINGS}.")
         if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"`dropout` must be a float in [0, 1), got {dropout!r}.")
+        if not isinstance(hidden_units, (list, tuple, type(None))):
+            raise ValueError(f"`hidden_units` must be a list of positive ints, got {hidden_units!r}.")
         hidden_units = list(hidden_units or [])
         if not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in hidden_units):
             raise ValueError(f"`hidden_units` must be positive ints, got {hidden_units!r}.")

@@ -249,7 +249,8 @@ def load_config_file(path: str) -> dict[str, Any]:
         try:
             data = (yaml.safe_load(f) or {}) if is_yaml else json.load(f)
         except (yaml.YAMLError, json.JSONDecodeError) as err:
-            raise ValueError(f"Config file {path!r} is not valid {'YAML' if is_yaml else 'JSON'}: {err}") from err
+            details = " ".join(str(err).split())  # The parser's message spans lines.
+            raise ValueError(f"Config file {path!r} is not valid {'YAML' if is_yaml else 'JSON'}: {details}") from err
     if not isinstance(data, dict):
         raise ValueError(f"Config file {path!r} must hold a mapping of keys to values.")
     return data

@@ -93,10 +93,11 @@ def load_run_model(path: str):
         return keras.saving.load_model(candidate, safe_mode=True)
 
     if not os.path.isdir(path):
+        model_path = find_model(path)
         try:
-            return load(find_model(path)), path
+            return load(model_path), path
         except ValueError as err:
-            raise ValueError(f"Cannot load model {path!r}: {str(err)[:300]}.") from err
+            raise ValueError(f"Cannot load model {path!r}: {str(err)[:300].rstrip('.')}.") from err
     candidates = [os.path.join(path, n) for n in ("best.keras", "last.keras")]
     candidates = [c for c in candidates if os.path.exists(c)]
     if not candidates:

@@ -262,15 +262,18 @@ def _assert_same_run(a, b):
     (ya, ga), (yb, gb) = a, b
     np.testing.assert_allclose(ya, yb, atol=1e-5)
     assert len(ga) == len(gb)
-    for u, v in zip(ga, gb):  # Relative too: a block's bias gradients sum to ~50.
-        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-5)
+    for u, v in zip(ga, gb):
+        # Relative too, to each gradient's own scale: a block's bias gradients sum to 100-400
+        # terms, and XLA's float32 sums round differently (1e-5 off in an element near 0).
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-5 + 1e-6 * float(np.abs(v).max()))
 
 
 # A simple RNN: LSTM and GRU training calls run the fused sweeps (their own test, below).
 @pytest.mark.parametrize("cell,layer", [("simple_rnn", SpatialSweep2D), ("simple_rnn", SweepBlock2D)])
 def test_traced_sweeps_compile_with_xla_and_equal_the_plain_ones(cell, layer):
+    keras.utils.set_random_seed(0)  # The same weights and map whichever tests ran before.
     auto, plain = layer(4, cell=cell), layer(4, cell=cell, jit_compile=False)
-    x = _map(h=5, w=7)
+    x = np.random.default_rng(0).normal(size=(2, 5, 7, 4)).astype("float32")
     auto(x), plain(x)
     plain.set_weights(auto.get_weights())
 

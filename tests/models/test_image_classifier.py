@@ -131,6 +131,7 @@ def test_a_deeper_baseline_stacks_residual_blocks_of_the_same_size():
         (dict(num_classes=3, dropout=1.5), "dropout"),
         (dict(num_classes=3, activation="sigmoid"), "activation"),
         (dict(num_classes=3, pool_size="2"), "`pool_size` must be a positive int or None, got '2'"),
+        (dict(num_classes=3, hidden_units="64"), "`hidden_units` must be a list of positive ints, got '64'"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):
