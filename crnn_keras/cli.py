@@ -11,6 +11,10 @@ import typing
 from typing import Any
 
 DEMO_DIR = "runs/demo"
+# `crnn_keras.export`'s FORMATS and QUANTIZATIONS (this module loads without the
+# package for --help; a test keeps them equal).
+EXPORT_FORMATS = ("saved_model", "onnx", "litert")
+EXPORT_QUANTIZATIONS = ("dynamic_int8",)
 
 
 def _parse_json_or_str(text: str) -> Any:
@@ -192,8 +196,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.version is not None and not args.overwrite and os.path.exists(os.path.join(base_dir, str(args.version))):
         raise ValueError(f"Version {args.version} already exists in {base_dir!r}; pass --overwrite to replace it, "
                          "or leave --version out for the next free one.")
-    path = export_run(args.model, base_dir, version=args.version, top_k=args.top_k,
-                      overwrite=args.overwrite, image_size=args.image_size)
+    options = {"top_k": args.top_k} if args.top_k is not None else {}
+    path = export_run(args.model, base_dir, version=args.version, format=args.format, quantize=args.quantize,
+                      overwrite=args.overwrite, image_size=args.image_size, **options)
     print(f"Exported {args.model} to {path}")
     return 0
 
@@ -304,14 +309,21 @@ def build_parser(config=None, presets=None) -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export a SavedModel for TF Serving")
+    p = sub.add_parser("export", help="export a SavedModel for TF Serving, ONNX or LiteRT")
     p.add_argument("model", help="run directory or .keras file")
-    p.add_argument("--name", required=True, help="model name: savedmodels/<name>/<version>")
+    p.add_argument("--name", required=True,
+                   help="model name: <base-dir>/<name>/<version>; one format per name")
     p.add_argument("--base-dir", default="savedmodels")
+    p.add_argument("--format", default="saved_model", choices=EXPORT_FORMATS,
+                   help="saved_model (TF Serving), onnx (model.onnx) or litert (model.tflite) "
+                        "(default: saved_model)")
+    p.add_argument("--quantize", choices=EXPORT_QUANTIZATIONS,
+                   help="int8 weights, for onnx and litert (default: float)")
     p.add_argument("--version", type=int)
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--image-size", type=int)
+    p.add_argument("--top-k", type=int, help="saved_model only: top classes returned (default: 5)")
+    p.add_argument("--image-size", type=int,
+                   help="square input size: required for a model of dynamic size (saved_model, litert)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("save-preset", help="save a run's model as a keras-hub preset folder")

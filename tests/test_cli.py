@@ -101,6 +101,22 @@ def test_export_cli_versions(run_dir, tmp_path, capsys):
     assert labels == ["safe", "attacking"]
 
 
+def test_export_cli_onnx_with_the_run_s_labels(run_dir, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    base = str(tmp_path / "exports")
+    assert main(["export", str(run_dir), "--name", "rooks", "--base-dir", base, "--format", "onnx",
+                 "--quantize", "dynamic_int8"]) == 0
+    assert sorted(os.listdir(os.path.join(base, "rooks", "1"))) == ["labels.txt", "model.onnx"]
+    assert open(os.path.join(base, "rooks", "1", "labels.txt")).read().split() == ["safe", "attacking"]
+    # SavedModel-only options and another format in the same folder are refused before anything is written.
+    assert main(["export", str(run_dir), "--name", "other", "--base-dir", base, "--format", "onnx",
+                 "--top-k", "3"]) == 2
+    assert "top_k apply to the SavedModel's signatures only" in capsys.readouterr().err
+    assert main(["export", str(run_dir), "--name", "rooks", "--base-dir", base]) == 2
+    assert "holds onnx versions" in capsys.readouterr().err
+    assert sorted(os.listdir(base)) == ["rooks"] and os.listdir(os.path.join(base, "rooks")) == ["1"]
+
+
 def test_missing_run_dir(capsys, tmp_path):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "no best.keras or last.keras" in capsys.readouterr().err
