@@ -83,6 +83,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from crnn_keras.data import load_dataset
     from crnn_keras.training import evaluate_model, load_config_file
 
+    if args.image_size is not None and args.image_size < 1:
+        raise ValueError(f"--image-size must be a positive number of pixels, got {args.image_size}.")
     if args.output and os.path.isdir(args.output):  # Checked before the evaluation, not after it.
         raise ValueError(f"--output {args.output!r} is a folder; name a file, e.g. "
                          f"{os.path.join(args.output, 'metrics.json')!r}.")
@@ -99,7 +101,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         # The run's seed: seeded splits (a folder's test draw, carved validation) are the run's own.
         seed = config.get("seed", 0) if seed is None else seed
     if not dataset:
-        raise SystemExit("error: pass --dataset SPEC (no run config to read it from).")
+        raise ValueError(f"{args.model!r} has no run config to read the dataset from; pass --dataset SPEC.")
     ds, info = load_dataset(dataset, args.split, image_size=image_size, channels=channels,
                             batch_size=args.batch_size, shuffle=False, seed=seed or 0)
     metrics = evaluate_model(model, ds, info.class_names, verbose=1)
@@ -186,6 +188,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from crnn_keras.export import export_run
 
+    if not args.name or args.name != os.path.basename(args.name) or args.name in (".", ".."):
+        raise ValueError(f"--name {args.name!r} must be a folder name (savedmodels/<name>/<version>), e.g. crnn.")
+    if os.path.exists(args.base_dir) and not os.path.isdir(args.base_dir):
+        raise ValueError(f"--base-dir {args.base_dir!r} is a file; pass a folder (default: savedmodels).")
     base_dir = os.path.join(args.base_dir, args.name)
     if args.version is not None and not args.overwrite and os.path.exists(os.path.join(base_dir, str(args.version))):
         raise ValueError(f"Version {args.version} already exists in {base_dir!r}; pass --overwrite to replace it, "
