@@ -60,7 +60,7 @@ for name, case in cases.items():
         outputs[f"{name}/{i}"] = run(x)
     for bad in case.get("bad", []):
         try:
-            run(np.zeros(bad, np.float32))
+            load(case["path"])[0](np.zeros(bad, np.float32))  # A fresh interpreter: LiteRT's errors accumulate.
             report[name]["errors"].append(None)
         except Exception as err:
             report[name]["errors"].append(f"{type(err).__name__}: {err}")
@@ -181,8 +181,11 @@ def test_bad_inputs_get_the_runtimes_errors(runs):
     onnx_errors = runs["report"]["crnn_tiny_rooks-onnx"]["errors"]
     litert_errors = runs["report"]["crnn_tiny_rooks-litert"]["errors"]
     assert all(onnx_errors) and all(litert_errors), (onnx_errors, litert_errors)
-    assert "Got invalid dimensions for input: images" in onnx_errors[0]
-    assert "Invalid rank" in onnx_errors[1]
+    assert "Got invalid dimensions for input: images" in onnx_errors[0] and "Got invalid dimensions" in onnx_errors[2]
+    assert "Invalid rank for input: images Got: 3 Expected: 4" in onnx_errors[1]
+    assert all("failed to prepare" in error for error in litert_errors)  # Wrong size included: no silent answer.
+    assert "input_channel % filter_input_channel" in litert_errors[0]
+    assert "input->dims->size != 4" in litert_errors[1]
 
 
 def test_dynamic_int8_is_smaller_and_agrees_with_float(runs):
@@ -258,3 +261,23 @@ def test_cli_choices_are_the_package_s():
     from crnn_keras import cli
 
     assert cli.EXPORT_FORMATS == FORMATS and cli.EXPORT_QUANTIZATIONS == QUANTIZATIONS
+
+
+def test_readme_deploying_snippets_run_as_written(runs, tmp_path, monkeypatch, capsys):
+    import pathlib
+    import re
+
+    from PIL import Image
+
+    text = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+    start = text.index("## Deploying")
+    onnx_code, litert_code = re.findall(r"```python\n(.*?)```", text[start:text.index("\n## ", start + 1)], re.DOTALL)
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 36, 3)).astype(np.uint8)).save("image.png")
+    for code, fmt in ((onnx_code, "onnx"), (litert_code, "litert")):
+        path = runs["models"][f"crnn_tiny_rooks-{fmt}"][1]
+        code = code.replace(f"exports/crnn_demo_{fmt}/1", path)
+        assert path in code
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+        label, prob = capsys.readouterr().out.split()
+        assert label in ("safe", "attacking") and 0.5 <= float(prob) <= 1.0
