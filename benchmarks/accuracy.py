@@ -114,10 +114,6 @@ def plot_task(name: str, output_root: str, results: str = RESULTS,
 
     from crnn_keras.training.reports import plot_curves
 
-    dataset = TASKS[name]["dataset"]
-    train_size = int(parse_qs(dataset.partition("?")[2]).get("train_size", ["0"])[0])
-    if not train_size:
-        raise SystemExit(f"--plot needs the task's train_size in its dataset spec, got {dataset!r}.")
     curves = {}
     for model in models:
         run = os.path.join(output_root, name, model)
@@ -127,11 +123,15 @@ def plot_task(name: str, output_root: str, results: str = RESULTS,
         with open(history, encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         with open(os.path.join(run, "metrics.json"), encoding="utf-8") as f:
-            test = json.load(f)["accuracy"]
+            metrics = json.load(f)
+        test, dataset = metrics["accuracy"], metrics["dataset"]
+        train_size = int(parse_qs(dataset.partition("?")[2]).get("train_size", ["0"])[0])
+        if not train_size:
+            raise SystemExit(f"--plot needs the run's train_size in its dataset spec, got {dataset!r}.")
         curves[f"{model} (test {test:.3f})"] = ([(int(r["epoch"]) + 1) * train_size for r in rows],
                                                 [float(r["val_accuracy"]) for r in rows])
     path = os.path.join(os.path.dirname(os.path.abspath(results)), f"{name}.png")
-    plot_curves(curves, path, title=f"{name}: {dataset.split('?')[0]}")
+    plot_curves(curves, path, title=f"{name}: {TASKS[name]['dataset'].split('?')[0]}")
     return path
 
 

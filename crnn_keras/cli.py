@@ -11,6 +11,10 @@ import typing
 from typing import Any
 
 DEMO_DIR = "runs/demo"
+# `crnn_keras.export`'s FORMATS and QUANTIZATIONS (this module loads without the
+# package for --help; a test keeps them equal).
+EXPORT_FORMATS = ("saved_model", "onnx", "litert")
+EXPORT_QUANTIZATIONS = ("dynamic_int8",)
 
 
 def _parse_json_or_str(text: str) -> Any:
@@ -79,6 +83,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from crnn_keras.data import load_dataset
     from crnn_keras.training import evaluate_model, load_config_file
 
+    if args.image_size is not None and args.image_size < 1:
+        raise ValueError(f"--image-size must be a positive number of pixels, got {args.image_size}.")
     if args.output and os.path.isdir(args.output):  # Checked before the evaluation, not after it.
         raise ValueError(f"--output {args.output!r} is a folder; name a file, e.g. "
                          f"{os.path.join(args.output, 'metrics.json')!r}.")
@@ -95,7 +101,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         # The run's seed: seeded splits (a folder's test draw, carved validation) are the run's own.
         seed = config.get("seed", 0) if seed is None else seed
     if not dataset:
-        raise SystemExit("error: pass --dataset SPEC (no run config to read it from).")
+        raise ValueError(f"{args.model!r} has no run config to read the dataset from; pass --dataset SPEC.")
     ds, info = load_dataset(dataset, args.split, image_size=image_size, channels=channels,
                             batch_size=args.batch_size, shuffle=False, seed=seed or 0)
     metrics = evaluate_model(model, ds, info.class_names, verbose=1)
@@ -182,12 +188,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from crnn_keras.export import export_run
 
+    if not args.name or args.name != os.path.basename(args.name) or args.name in (".", ".."):
+        raise ValueError(f"--name {args.name!r} must be a folder name (savedmodels/<name>/<version>), e.g. crnn.")
+    if os.path.exists(args.base_dir) and not os.path.isdir(args.base_dir):
+        raise ValueError(f"--base-dir {args.base_dir!r} is a file; pass a folder (default: savedmodels).")
     base_dir = os.path.join(args.base_dir, args.name)
     if args.version is not None and not args.overwrite and os.path.exists(os.path.join(base_dir, str(args.version))):
         raise ValueError(f"Version {args.version} already exists in {base_dir!r}; pass --overwrite to replace it, "
                          "or leave --version out for the next free one.")
-    path = export_run(args.model, base_dir, version=args.version, top_k=args.top_k,
-                      overwrite=args.overwrite, image_size=args.image_size)
+    options = {"top_k": args.top_k} if args.top_k is not None else {}
+    path = export_run(args.model, base_dir, version=args.version, format=args.format, quantize=args.quantize,
+                      overwrite=args.overwrite, image_size=args.image_size, **options)
     print(f"Exported {args.model} to {path}")
     return 0
 
@@ -298,14 +309,21 @@ def build_parser(config=None, presets=None) -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export a SavedModel for TF Serving")
+    p = sub.add_parser("export", help="export a SavedModel for TF Serving, ONNX or LiteRT")
     p.add_argument("model", help="run directory or .keras file")
-    p.add_argument("--name", required=True, help="model name: savedmodels/<name>/<version>")
+    p.add_argument("--name", required=True,
+                   help="model name: <base-dir>/<name>/<version>; one format per name")
     p.add_argument("--base-dir", default="savedmodels")
+    p.add_argument("--format", default="saved_model", choices=EXPORT_FORMATS,
+                   help="saved_model (TF Serving), onnx (model.onnx) or litert (model.tflite) "
+                        "(default: saved_model)")
+    p.add_argument("--quantize", choices=EXPORT_QUANTIZATIONS,
+                   help="int8 weights, for onnx and litert (default: float)")
     p.add_argument("--version", type=int)
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--image-size", type=int)
+    p.add_argument("--top-k", type=int, help="saved_model only: top classes returned (default: 5)")
+    p.add_argument("--image-size", type=int,
+                   help="square input size: required for a model of dynamic size (saved_model, litert)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("save-preset", help="save a run's model as a keras-hub preset folder")

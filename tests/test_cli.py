@@ -64,6 +64,10 @@ def test_predict_of_a_folder_predicts_every_image_in_it(run_dir, capsys, tmp_pat
 def test_evaluate_output_and_tune_output_dir_are_checked_before_any_work(run_dir, capsys, tmp_path):
     assert main(["evaluate", str(run_dir), "--output", str(tmp_path)]) == 2
     assert f"--output {str(tmp_path)!r} is a folder; name a file" in capsys.readouterr().err
+    assert main(["evaluate", str(run_dir), "--image-size", "0"]) == 2
+    assert "--image-size must be a positive number of pixels, got 0" in capsys.readouterr().err
+    assert main(["evaluate", str(run_dir / "best.keras")]) == 2
+    assert "has no run config to read the dataset from; pass --dataset SPEC" in capsys.readouterr().err
     # A search into a training run, and a run into a search, would mix their files.
     assert main(["tune", "--output-dir", str(run_dir), "--dataset", DATASET]) == 2
     assert "holds a training run (config.yaml)" in capsys.readouterr().err
@@ -88,8 +92,29 @@ def test_export_cli_versions(run_dir, tmp_path, capsys):
     assert main(["export", str(run_dir), "--name", "rooks", "--base-dir", base, "--version", "1"]) == 2
     assert "Version 1 already exists in" in (err := capsys.readouterr().err) and "pass --overwrite" in err
     assert "overwrite=True" not in err  # The flag, not the API's argument.
+    assert main(["export", str(run_dir), "--name", "", "--base-dir", base]) == 2  # Would write base/1.
+    assert "--name '' must be a folder name" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["export", str(run_dir), "--name", "rooks", "--base-dir", str(tmp_path / "file")]) == 2
+    assert f"--base-dir {str(tmp_path / 'file')!r} is a file" in capsys.readouterr().err
     labels = open(os.path.join(base, "rooks", "2", "assets", "labels.txt")).read().split()
     assert labels == ["safe", "attacking"]
+
+
+def test_export_cli_onnx_with_the_run_s_labels(run_dir, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    base = str(tmp_path / "exports")
+    assert main(["export", str(run_dir), "--name", "rooks", "--base-dir", base, "--format", "onnx",
+                 "--quantize", "dynamic_int8"]) == 0
+    assert sorted(os.listdir(os.path.join(base, "rooks", "1"))) == ["labels.txt", "model.onnx"]
+    assert open(os.path.join(base, "rooks", "1", "labels.txt")).read().split() == ["safe", "attacking"]
+    # SavedModel-only options and another format in the same folder are refused before anything is written.
+    assert main(["export", str(run_dir), "--name", "other", "--base-dir", base, "--format", "onnx",
+                 "--top-k", "3"]) == 2
+    assert "top_k apply to the SavedModel's signatures only" in capsys.readouterr().err
+    assert main(["export", str(run_dir), "--name", "rooks", "--base-dir", base]) == 2
+    assert "holds onnx versions" in capsys.readouterr().err
+    assert sorted(os.listdir(base)) == ["rooks"] and os.listdir(os.path.join(base, "rooks")) == ["1"]
 
 
 def test_missing_run_dir(capsys, tmp_path):

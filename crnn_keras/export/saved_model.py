@@ -20,57 +20,17 @@ naming the image and the problem (see `crnn_keras.export.requests`).
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 
 import keras
 import tensorflow as tf
 
-from crnn_keras.atomic import pid_alive
+from crnn_keras.export import layout
+from crnn_keras.export.portable import input_size, portable_clone
 from crnn_keras.export.requests import check_pixels, check_uint8_pixels, decode_image_bytes
 from crnn_keras.models import outputs_logits
 
 
 DEFAULT_MAX_PIXELS = 40_000_000
-
-
-def portable_clone(model: keras.Model) -> keras.Model:
-    """A copy of `model` whose recurrent layers trace to plain TensorFlow ops.
-
-    Keras traces LSTM/GRU to `CudnnRNNV3` when a GPU is visible, which CPU-only
-    TF Serving cannot load, and the sweeps' `jit_compile="auto"` marks them for
-    XLA, which a TF Serving build may lack; the copy sets `use_cudnn=False` and
-    `jit_compile=False` on every sweep, nested models (a `CRNNBackbone`)
-    included. A plain Keras LSTM/GRU of a user's own model is not changed:
-    Keras does not serialize its `use_cudnn`.
-    """
-
-    def no_cudnn(node):
-        if isinstance(node, dict):
-            if "use_cudnn" in node:
-                node["use_cudnn"] = False
-                if node.get("unroll") is not None:  # A sweep layer's config.
-                    node["jit_compile"] = False
-            if node.get("registered_name") == "crnn_keras>CRNNBackbone":
-                node["config"]["sweep"]["use_cudnn"] = False
-                node["config"]["sweep"]["jit_compile"] = False
-            for value in node.values():
-                no_cudnn(value)
-        elif isinstance(node, list):
-            for value in node:
-                no_cudnn(value)
-
-    config = keras.saving.serialize_keras_object(model)
-    no_cudnn(config)
-    config.pop("compile_config", None)
-    copy = keras.saving.deserialize_keras_object(config)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def _next_version(base_dir: str) -> int:
-    versions = [int(d) for d in os.listdir(base_dir) if d.isdigit()] if os.path.isdir(base_dir) else []
-    return max(versions, default=0) + 1
 
 
 def export_saved_model(
@@ -100,43 +60,23 @@ def export_saved_model(
     """
     num_classes = model.output_shape[-1]
     _, height, width, channels = model.input_shape
-    if isinstance(image_size, int):
-        image_size = (image_size, image_size)
-    if image_size is None:
-        if height is None or width is None:
-            raise ValueError("The model's input size is not fixed; pass image_size=(height, width).")
-        image_size = (height, width)
-    elif height is not None and tuple(image_size) != (height, width):
-        raise ValueError(f"image_size={tuple(image_size)} disagrees with the model's input {(height, width)}.")
-    class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
-    if len(class_names) != num_classes:
-        raise ValueError(f"{len(class_names)} class names for a model with {num_classes} classes.")
-    if any("\n" in name for name in class_names):
-        raise ValueError("Class names must not contain newlines.")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
-        raise ValueError(f"`version` must be a positive integer, got {version!r}.")
+    image_size = input_size(model, image_size)
+    if None in image_size:
+        raise ValueError("The model's input size is not fixed; pass image_size=(height, width).")
+    class_names = layout.check_class_names(class_names, num_classes)
+    layout.check_version(version)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"`top_k` must be a positive integer, got {top_k!r}.")
-    if os.path.exists(os.path.join(base_dir, "saved_model.pb")):
-        raise ValueError(
-            f"base_dir {base_dir!r} is itself an exported version (it holds saved_model.pb); "
-            f"pass the model's folder above it, {os.path.dirname(os.path.abspath(base_dir))!r} "
-            "(with version= and overwrite=True to replace that version)."
-        )
+    layout.check_base_dir(base_dir, "saved_model")
     k = min(top_k, num_classes)
     logits = outputs_logits(model)
 
-    os.makedirs(base_dir, exist_ok=True)
-    _remove_stale_staging(base_dir)
-    # Staging names carry the exporter's process id, so that a later export can
-    # tell the leftovers of a killed one from a concurrent one's work.
-    staging = os.path.join(base_dir, f"{_STAGING}{os.getpid()}-{uuid.uuid4().hex}")
-    labels_dir = staging + "-labels"  # Beside the staging folder, removed with it.
-    try:
-        os.makedirs(labels_dir)
-        labels_path = os.path.join(labels_dir, "labels.txt")
+    # The labels file is written to a staging folder of its own: the SavedModel
+    # copies it into its assets.
+    with layout.staging_folder(base_dir) as staging, layout.staging_folder(base_dir) as labels_dir:
+        labels_path = os.path.join(labels_dir, layout.LABELS_FILE)
         with open(labels_path, "w", encoding="utf-8") as f:
-            f.write("\n".join(class_names) + "\n")
+            f.write(layout.labels_text(class_names))
         serving_model = portable_clone(model)
         table = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(
@@ -186,73 +126,5 @@ def export_saved_model(
                 input_signature=[tf.TensorSpec([None, height, width, channels], dtype, name="images")],
             )
         archive.write_out(staging, verbose=False)
-        return _publish(staging, base_dir, version, overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(labels_dir, ignore_errors=True)
+        return layout.publish(staging, base_dir, version, overwrite)
 
-
-_STAGING = ".tmp-export-"
-_TRASH = ".tmp-old-"
-
-
-def _remove_stale_staging(base_dir: str) -> None:
-    """Removes the staging folders of exporters that no longer run (killed ones)."""
-    import warnings
-
-    for name in os.listdir(base_dir):
-        if not name.startswith((_STAGING, _TRASH)):
-            continue
-        pid = name.split("-")[2]  # .tmp-export-<pid>-... and .tmp-old-<pid>-<version>-...
-        if pid.isdigit() and pid_alive(int(pid)):
-            continue
-        path = os.path.join(base_dir, name)
-        if name.startswith(_TRASH):
-            version = name.split("-")[3]
-            if not os.path.exists(os.path.join(base_dir, version)):
-                # Killed between moving the old version aside and publishing the new one.
-                os.rename(path, os.path.join(base_dir, version))
-                warnings.warn(f"Restored version {version} in {base_dir!r} from an interrupted "
-                              "overwrite.", stacklevel=3)
-                continue
-        warnings.warn(f"Removing {path!r}, left by an interrupted export.", stacklevel=3)
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _publish(staging: str, base_dir: str, version: int | None, overwrite: bool) -> str:
-    """Renames the staged export into place as an integer version."""
-    if version is not None:
-        target = os.path.join(base_dir, str(version))
-        if os.path.exists(target):
-            if not overwrite:
-                raise FileExistsError(
-                    f"Version {version} already exists in {base_dir!r}; pass overwrite=True "
-                    "or leave version unset for the next free one."
-                )
-            trash = os.path.join(base_dir, f"{_TRASH}{os.getpid()}-{version}-{uuid.uuid4().hex}")
-            os.rename(target, trash)
-            os.rename(staging, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(staging, target)
-        return target
-    for _ in range(100):
-        # Concurrent exporters may pick the same number: renaming onto a version
-        # that another one just published fails, and we try the next number.
-        target = os.path.join(base_dir, str(_next_version(base_dir)))
-        try:
-            os.rename(staging, target)
-            return target
-        except OSError:
-            continue
-    raise RuntimeError(f"Could not claim a free version number in {base_dir!r}.")
-
-
-def export_run(path: str, base_dir: str, version: int | None = None, **kwargs) -> str:
-    """Exports a run directory's best (else last) model, or a `.keras` file,
-    with the class names the run recorded."""
-    from crnn_keras.training.run_dir import class_names_near, load_run_model
-
-    model, model_path = load_run_model(path)
-    names = class_names_near(model_path, model.output_shape[-1])
-    return export_saved_model(model, base_dir, version=version, class_names=names, **kwargs)

@@ -64,7 +64,10 @@ def _loop_scan(a, b, axis: int, reverse: bool):
     if keras.backend.backend() == "tensorflow":  # Keras's own `scan` needs a known length there.
         import tensorflow as tf
 
-        h = tf.scan(step, (a_steps, b_steps), initializer=tf.zeros_like(b_steps[0]), reverse=reverse)
+        # Reversed by hand, not with `reverse=True`: tf2onnx 1.17 converts a reversed
+        # `tf.scan` into a graph that answers wrongly, without an error.
+        flip = (lambda x: tf.reverse(x, [0])) if reverse else (lambda x: x)
+        h = flip(tf.scan(step, (flip(a_steps), flip(b_steps)), initializer=tf.zeros_like(b_steps[0])))
     else:
         h = ops.scan(lambda h, ab: (step(h, ab),) * 2, ops.zeros_like(b_steps[0]), (a_steps, b_steps),
                      reverse=reverse)[1]

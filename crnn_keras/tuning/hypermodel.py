@@ -188,6 +188,28 @@ class CRNNHyperModel(keras_tuner.HyperModel):
             schedule=base.schedule if self.steps_per_epoch else "constant",
         ).validate()
 
+    def check_values(self) -> None:
+        """Builds the model with the pinned values, then with each listed choice and each
+        range's ends, so that a bad one (`cell='tcn'`, `units=0`) fails before the search,
+        not in every trial."""
+        candidates = [(None, None)]
+        for name, space in self.ranges.items():
+            if isinstance(space, dict):
+                candidates += [(name, space["min_value"]), (name, space["max_value"])]
+            else:
+                candidates += [(name, value) for value in (space if isinstance(space, list) else space[:2])]
+        for name, value in candidates:
+            fixed = dict(self.fixed) if name is None else {**self.fixed, name: value}
+            ranges = {k: v for k, v in self.ranges.items() if k != name}
+            probe = CRNNHyperModel(self.num_classes, self.input_shape, self.base_config, fixed=fixed,
+                                   ranges=ranges, steps_per_epoch=self.steps_per_epoch)
+            try:
+                probe.build(keras_tuner.HyperParameters())
+            except ValueError as err:
+                what = (f"--range {name}: the value {value!r}" if name else
+                        "the pinned values " + ", ".join(f"--fix {k}={v!r}" for k, v in self.fixed.items()))
+                raise ValueError(f"{what} do{'es' if name else ''} not build a model: {err}") from err
+
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         from crnn_keras.training.task import build_model, compile_model, dtype_policy
 

@@ -187,7 +187,7 @@ def run_search(config: TrainConfig, tuner: str = "random", max_trials: int | Non
     val, _ = load_dataset(config.dataset, config.validation_split, batch_size=global_batch, **common)
     hypermodel = CRNNHyperModel(info.num_classes, info.image_shape, base_config=config, fixed=fixed,
                                 ranges=ranges, steps_per_epoch=steps_per_epoch(config, info, global_batch))
-    hypermodel.config_for(keras_tuner.HyperParameters())  # A bad fixed value fails here, not in every trial.
+    hypermodel.check_values()  # A bad pinned or listed value fails here, not in every trial.
 
     directory = os.path.join(config.output_dir, "tuner")
     best_path = os.path.join(config.output_dir, "best.yaml")

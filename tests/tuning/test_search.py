@@ -52,6 +52,9 @@ TUNE = ["tune", "--dataset", DATASET, "--epochs", "1", "--output-dir", "t", "--v
     (["--strategy", "default"], "--distribution-strategy"),
     (["--range", "units=32"], "--fix units=32"),
     (["--range", "cell=gru"], "list of choices"),
+    # Every listed or pinned value builds before the search, not failing in each trial.
+    (["--range", 'cell=["lstm", "tcn"]'], "--range cell: the value 'tcn' does not build a model: Unknown cell"),
+    (["--fix", "dropout=1.5"], "the pinned values .*--fix dropout=1.5 do not build a model: `dropout` must be"),
 ])
 def test_options_the_search_cannot_follow_are_refused(tmp_path, monkeypatch, capsys, flags, message):
     monkeypatch.chdir(tmp_path)
