@@ -183,16 +183,26 @@ def _runtime_shape(x, rank: int):
     return tf.concat([tf.shape(x, out_type=tf.int64), -tf.ones([rank + 1], tf.int64)], 0)[: rank + 1]
 
 
+def _only_if(ok, message, value, placeholder):
+    """`value` where `ok`, else an `InvalidArgument` error with `message`.
+
+    A branch, not a control dependency: TensorFlow may drop a reshape that the
+    signature's static shape makes look redundant, and with it the ordering, so
+    the ops after a failed check could run first and fail with their own text."""
+    def refuse():
+        with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+            return tf.identity(placeholder)
+    return tf.cond(ok, lambda: tf.identity(value), refuse)
+
+
 def decode_image_bytes(image_bytes, channels: int, size, max_pixels: int):
     """A `[batch]` string tensor of encoded images -> `[batch, *size, channels]` float32."""
     shape = _runtime_shape(image_bytes, 1)
-    with tf.control_dependencies([tf.debugging.Assert(
+    image_bytes = _only_if(
         (shape[0] >= 0) & tf.equal(shape[1], -1),
-        [tf.strings.format(
-            "image_bytes: expected a 1-D batch of encoded images (a list, also for one image), "
-            "got a tensor of shape {}", tf.shape(image_bytes))],
-    )]):
-        image_bytes = tf.reshape(image_bytes, [-1])
+        tf.strings.format("image_bytes: expected a 1-D batch of encoded images (a list, also for one image), "
+                          "got a tensor of shape {}", tf.shape(image_bytes)),
+        tf.reshape(image_bytes, [-1]), tf.constant([], tf.string))
     count = tf.size(image_bytes)
     return tf.map_fn(
         lambda args: _decode_one(args[0], count, args[1], channels, size, max_pixels),
@@ -209,9 +219,9 @@ def _check_shape(images, height: int | None, width: int | None, channels: int, w
                for i, d in enumerate(expected)]
     text = "[batch, {}, {}, {}]".format(*(d if d != -2 else "any" for d in expected))
     shape_ok = tf.equal(shape[4], -1) & (shape[0] >= 0) & tf.reduce_all(tf.stack(dims_ok))
-    with tf.control_dependencies([tf.debugging.Assert(shape_ok, [tf.strings.format(
-            "images: expected shape " + text + f" ({what}), got shape {{}}", tf.shape(images))])]):
-        return tf.identity(images)
+    message = tf.strings.format("images: expected shape " + text + f" ({what}), got shape {{}}", tf.shape(images))
+    placeholder = tf.zeros([0, height or 0, width or 0, channels], images.dtype)
+    return _only_if(shape_ok, message, images, placeholder)
 
 
 def check_uint8_pixels(images, height: int | None, width: int | None, channels: int):
