@@ -1,0 +1,91 @@
+"""Recipe search on builtin:lra_pathfinder: fresh images every chunk, a wall-clock budget.
+
+    python -m benchmarks.lra_pathfinder_search MODEL MINUTES DIFFICULTY
+
+MODEL is one of MODELS, `matched_cnn` or `deep_cnn` (a `+tag` suffix names the run only);
+env LR, BATCH, CHUNK (images per fit call), EST (images the cosine schedule spans). Logs one
+JSON line per chunk (images seen, minutes, loss, validation accuracy on 2,000 images) to
+runs/lra_search/MODEL_DIFFICULTY.jsonl, then the accuracy on 10,000 fresh test images and,
+where the file exists, on images of the original generator (LRA_ORIGINAL=path.npz with
+`images` and `labels`
+scored once at the end, never used for choices).
+"""
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from crnn_keras.data import lra_pathfinder  # noqa: E402
+from crnn_keras.models import CRNNImageClassifier, cnn_baseline  # noqa: E402
+
+name, minutes, difficulty = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+lr = float(os.environ.get("LR", "3e-3"))
+batch = int(os.environ.get("BATCH", "64"))
+chunk = int(os.environ.get("CHUNK", "10000"))
+def _sweep(units=32, cell="lstm", order="parallel", blocks=2, mlp_ratio=2, **extra):
+    return {"units": units, "cell": cell, "order": order, "blocks": blocks, "residual": True,
+            "mlp_ratio": mlp_ratio, **extra}
+
+
+FULL_RES_CNN = {"type": "conv", "filters": [24], "convs_per_stage": [2], "final_pool": False}
+MODELS = {  # crnn_pathfinder with other sweeps (architecture overrides of the preset).
+    "crnn_pathfinder": {},
+    "full_res": {"cnn": FULL_RES_CNN, "sweep": _sweep(units=24)},
+    "gru": {"sweep": _sweep(cell="gru")},
+    "deep4": {"sweep": _sweep(units=24, blocks=4, mlp_ratio=1)},
+    "iter2": {"sweep": _sweep(passes=2)},
+    "rtc": {"sweep": _sweep(order="rows_then_columns")},
+}
+base = name.split("+")[0]
+
+
+def build():
+    kind = base
+    if kind in ("matched_cnn", "deep_cnn"):
+        crnn = CRNNImageClassifier.from_preset("crnn_pathfinder", num_classes=2)
+        return cnn_baseline(crnn, depth=4 if kind == "deep_cnn" else 1)
+    return CRNNImageClassifier.from_preset("crnn_pathfinder", num_classes=2, **MODELS[kind])
+
+
+model = build()
+t0 = time.time()
+xv, yv = lra_pathfinder.generate(2000, seed=[777, 1], difficulty=difficulty)
+est_images = int(os.environ.get("EST", "150000"))
+steps = est_images // batch
+sched = keras.optimizers.schedules.CosineDecay(0.0, steps, alpha=0.0, warmup_target=lr,
+                                               warmup_steps=int(0.03 * steps))
+model.compile(optimizer=keras.optimizers.AdamW(sched, weight_decay=1e-4, clipnorm=1.0))
+out_dir = os.path.join("runs", "lra_search")
+os.makedirs(out_dir, exist_ok=True)
+log = open(os.path.join(out_dir, f"{name}_{difficulty}.jsonl"), "w")
+print(name, model.count_params(), flush=True)
+seen, k = 0, 0
+while (time.time() - t0) / 60 < minutes and seen < est_images:
+    x, y = lra_pathfinder.generate(chunk, seed=[777, 100 + k], difficulty=difficulty)
+    k += 1
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(chunk).batch(batch).prefetch(2)
+    h = model.fit(ds, epochs=1, verbose=0)
+    seen += chunk
+    ev = model.evaluate(xv, yv, batch_size=256, verbose=0, return_dict=True)
+    rec = {"seen": seen, "minutes": round((time.time() - t0) / 60, 2), "loss": round(h.history["loss"][-1], 4),
+           "val": round(ev["accuracy"], 4)}
+    print(rec, flush=True)
+    log.write(json.dumps(rec) + "\n")
+    log.flush()
+model.save(os.path.join(out_dir, f"{name}_{difficulty}.keras"))
+xt, yt = lra_pathfinder.generate(10000, seed=[778, 2], difficulty=difficulty)
+et = model.evaluate(xt, yt, batch_size=256, verbose=0, return_dict=True)
+rec = {"test_10000": round(et["accuracy"], 4)}
+if os.path.exists(os.environ.get("LRA_ORIGINAL", "")):
+    orig = np.load(os.environ["LRA_ORIGINAL"])
+    ev = model.evaluate(orig["images"][..., None], orig["labels"], batch_size=256, verbose=0,
+                        return_dict=True)
+    rec["original_generator"] = round(ev["accuracy"], 4)
+print(rec, flush=True)
+log.write(json.dumps(rec) + "\n")
+log.flush()
