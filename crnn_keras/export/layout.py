@@ -46,6 +46,14 @@ def labels_text(class_names: list[str]) -> str:
     return "\n".join(class_names) + "\n"
 
 
+def write_labels(folder: str, class_names: list[str]) -> str:
+    """Writes `folder/labels.txt` (a staging folder: it is published with the rest); returns its path."""
+    path = os.path.join(folder, LABELS_FILE)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(labels_text(class_names))
+    return path
+
+
 def check_base_dir(base_dir: str, format: str) -> None:
     """Refuses a version folder as `base_dir`, and a `base_dir` whose versions
     are another format's (a server watching it would load the newest version,

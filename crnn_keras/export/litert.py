@@ -20,7 +20,7 @@ import os
 import keras
 
 from crnn_keras.export import layout
-from crnn_keras.export.portable import QUANTIZATIONS, check_in_runtime, input_size, probabilities_model, require
+from crnn_keras.export.portable import check_in_runtime, check_portable_export, probabilities_model
 
 LABELS_METADATA = "labels"
 
@@ -54,13 +54,8 @@ def export_litert(
     differ from Keras's by more than 1e-4, is refused with the reason and
     nothing is written.
     """
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ValueError(f"Unknown quantize={quantize!r} for LiteRT. Expected one of {QUANTIZATIONS} or None.")
-    require("LiteRT", "ai-edge-litert")
-    class_names = layout.check_class_names(class_names, model.output_shape[-1])
-    layout.check_version(version)
-    layout.check_base_dir(base_dir, "litert")
-    size = input_size(model, image_size)
+    class_names, size = check_portable_export(model, base_dir, "litert", version, class_names, image_size, quantize,
+                                              ("ai-edge-litert",))
     if None in size:
         raise ValueError(
             f"LiteRT needs a fixed image size and the model's is {size}: its converter cannot lower "
@@ -85,8 +80,7 @@ def export_litert(
             raise ValueError(f"LiteRT cannot carry this model: {errors[0].strip()[:1000]}. "
                              "Nothing was written.") from err
         _add_labels(path, layout.labels_text(class_names))
-        with open(os.path.join(staging, layout.LABELS_FILE), "w", encoding="utf-8") as f:
-            f.write(layout.labels_text(class_names))
+        layout.write_labels(staging, class_names)
         check_in_runtime(model, size, _runner(path), "LiteRT", quantized=quantize is not None)
         return layout.publish(staging, base_dir, version, overwrite)
 

@@ -22,7 +22,7 @@ import os
 import keras
 
 from crnn_keras.export import layout
-from crnn_keras.export.portable import QUANTIZATIONS, check_in_runtime, input_size, probabilities_model, require
+from crnn_keras.export.portable import check_in_runtime, check_portable_export, probabilities_model
 
 OPSET = 17
 
@@ -55,13 +55,8 @@ def export_onnx(
     runtime refuses, or whose float answers differ from Keras's by more than
     1e-4, is refused with the reason and nothing is written.
     """
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ValueError(f"Unknown quantize={quantize!r} for ONNX. Expected one of {QUANTIZATIONS} or None.")
-    require("ONNX", "onnx", "onnxruntime", "tf2onnx")
-    class_names = layout.check_class_names(class_names, model.output_shape[-1])
-    layout.check_version(version)
-    layout.check_base_dir(base_dir, "onnx")
-    size = input_size(model, image_size)
+    class_names, size = check_portable_export(model, base_dir, "onnx", version, class_names, image_size, quantize,
+                                              ("onnx", "onnxruntime", "tf2onnx",))
     wrapper = probabilities_model(model, size, unroll=False)
 
     import onnx
@@ -87,8 +82,7 @@ def export_onnx(
         os.remove(float_path)
         proto.metadata_props.add(key="labels", value=layout.labels_text(class_names))
         onnx.save(proto, path)
-        with open(os.path.join(staging, layout.LABELS_FILE), "w", encoding="utf-8") as f:
-            f.write(layout.labels_text(class_names))
+        layout.write_labels(staging, class_names)
         check_in_runtime(model, size, _runner(path), "ONNX", quantized=quantize is not None)
         return layout.publish(staging, base_dir, version, overwrite)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from crnn_keras.export import layout
+
 # What `quantize` accepts in the formats that quantize (ONNX, LiteRT).
 QUANTIZATIONS = ("dynamic_int8",)
 
@@ -133,3 +135,18 @@ def require(format: str, *modules: str) -> None:
     if missing:
         raise ValueError(f"Exporting {format} needs {', '.join(missing)}: pip install 'crnn-keras[export]' "
                          f"(or pip install {' '.join(missing)}).")
+
+
+def check_portable_export(model: keras.Model, base_dir: str, format: str, version: int | None,
+                          class_names: list[str] | None, image_size, quantize: str | None,
+                          modules: tuple[str, ...]) -> tuple[list[str], tuple]:
+    """What the ONNX and LiteRT exports check before anything is written; returns the
+    class names and the input size."""
+    name = {"onnx": "ONNX", "litert": "LiteRT"}[format]
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ValueError(f"Unknown quantize={quantize!r} for {name}. Expected one of {QUANTIZATIONS} or None.")
+    require(name, *modules)
+    class_names = layout.check_class_names(class_names, model.output_shape[-1])
+    layout.check_version(version)
+    layout.check_base_dir(base_dir, format)
+    return class_names, input_size(model, image_size)

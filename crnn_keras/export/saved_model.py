@@ -19,7 +19,6 @@ naming the image and the problem (see `crnn_keras.export.requests`).
 
 from __future__ import annotations
 
-import os
 
 import keras
 import tensorflow as tf
@@ -74,9 +73,7 @@ def export_saved_model(
     # The labels file is written to a staging folder of its own: the SavedModel
     # copies it into its assets.
     with layout.staging_folder(base_dir) as staging, layout.staging_folder(base_dir) as labels_dir:
-        labels_path = os.path.join(labels_dir, layout.LABELS_FILE)
-        with open(labels_path, "w", encoding="utf-8") as f:
-            f.write(layout.labels_text(class_names))
+        labels_path = layout.write_labels(labels_dir, class_names)
         serving_model = portable_clone(model)
         table = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(
