@@ -31,32 +31,30 @@ from crnn_keras.atomic import write_json  # noqa: E402
 from crnn_keras.training import make_config, train  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "accuracy.json")
+PATHFINDER_RECIPE = {"epochs": 6, "batch_size": 64, "optimizer": "adamw", "learning_rate": 3e-3,
+                     "weight_decay": 1e-4, "warmup_epochs": 0.3, "clipnorm": 1.0}
 # Each task: the dataset, the C-RNN preset and one training recipe shared by both models.
 TASKS = {
     "pathfinder": {
         "dataset": "builtin:pathfinder?train_size=20000&validation_size=4000",
         "preset": "crnn_pathfinder",
-        "recipe": {"epochs": 6, "batch_size": 64, "optimizer": "adamw", "learning_rate": 3e-3,
-                   "weight_decay": 1e-4, "warmup_epochs": 0.3, "clipnorm": 1.0},
+        "recipe": PATHFINDER_RECIPE,
     },
     "pathfinder_hard": {
         "dataset": "builtin:pathfinder?train_size=20000&validation_size=4000&path_length=8&distractors=1",
         "preset": "crnn_pathfinder",
-        "recipe": {"epochs": 6, "batch_size": 64, "optimizer": "adamw", "learning_rate": 3e-3,
-                   "weight_decay": 1e-4, "warmup_epochs": 0.3, "clipnorm": 1.0},
+        "recipe": PATHFINDER_RECIPE,
     },
     # LRA Pathfinder-32 (crnn_keras.data.lra_pathfinder): contour length 6 and 14.
     "lra_pathfinder": {
         "dataset": "builtin:lra_pathfinder?train_size=50000&validation_size=5000&difficulty=easy",
         "preset": "crnn_pathfinder",
-        "recipe": {"epochs": 4, "batch_size": 64, "optimizer": "adamw", "learning_rate": 3e-3,
-                   "weight_decay": 1e-4, "warmup_epochs": 0.3, "clipnorm": 1.0},
+        "recipe": {**PATHFINDER_RECIPE, "epochs": 4},
     },
     "lra_pathfinder_hard": {
         "dataset": "builtin:lra_pathfinder?train_size=50000&validation_size=5000&difficulty=hard",
         "preset": "crnn_pathfinder",
-        "recipe": {"epochs": 4, "batch_size": 64, "optimizer": "adamw", "learning_rate": 3e-3,
-                   "weight_decay": 1e-4, "warmup_epochs": 0.3, "clipnorm": 1.0},
+        "recipe": {**PATHFINDER_RECIPE, "epochs": 4},
     },
     "fashion_mnist": {
         "dataset": "fashion_mnist",
