@@ -349,6 +349,13 @@ class _Snakes:
         self.rows, self.cols = np.zeros(n, np.int64), np.zeros(n, np.int64)
         self.tail = np.zeros((2, n), np.int64)
 
+    def start(self, degrees, tail_rows, tail_cols, pivot_rows, pivot_cols):
+        """The state after a first paddle at `degrees` from the tail."""
+        self.pivot[:] = pivot_rows, pivot_cols
+        self.orientation[:] = degrees * np.pi / 180
+        self.stamp[:], self.rows[:], self.cols[:] = degrees + 180, tail_rows, tail_cols
+        self.tail[:] = tail_rows, tail_cols
+
     @property
     def segment(self):
         return self.stamp, self.rows, self.cols
@@ -423,10 +430,7 @@ def _two_snakes(rng, n, size, contour_length):
     for snake, d, tr, tc, pr, pc in ((snakes[0], d1, t1r, t1c, p1r, p1c), (snakes[1], d2, t2r, t2c, p2r, p2c)):
         live = idx[ok]
         _draw(canvas, live, tr[live], tc[live], d[live] + 180, contrast)
-        snake.pivot[:] = pr, pc
-        snake.orientation[:] = d * np.pi / 180
-        snake.stamp[:], snake.rows[:], snake.cols[:] = d + 180, tr, tc
-        snake.tail[:] = tr, tc
+        snake.start(d, tr, tc, pr, pc)
     for _ in range(contour_length - 1):
         for snake in snakes:
             live = idx[ok]
@@ -454,9 +458,7 @@ def _distractor(rng, canvas, idx, length):
     snake = _Snakes(len(idx))
     live = local[ok]
     _draw(trial, live, tr[live], tc[live], degrees[live] + 180, SNAKE_CONTRAST)
-    snake.pivot[:] = pr, pc
-    snake.orientation[:] = degrees * np.pi / 180
-    snake.stamp[:], snake.rows[:], snake.cols[:] = degrees + 180, tr, tc
+    snake.start(degrees, tr, tc, pr, pc)
     for _ in range(length - 1):
         live = local[ok]
         ok[live] &= _extend(rng, trial, live, snake, SNAKE_CONTRAST)
