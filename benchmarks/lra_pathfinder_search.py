@@ -20,6 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from crnn_keras.atomic import atomic_path  # noqa: E402
 from crnn_keras.data import lra_pathfinder  # noqa: E402
 from crnn_keras.models import CRNNImageClassifier, cnn_baseline  # noqa: E402
 
@@ -77,7 +78,8 @@ while (time.time() - t0) / 60 < minutes and seen < est_images:
     print(rec, flush=True)
     log.write(json.dumps(rec) + "\n")
     log.flush()
-model.save(os.path.join(out_dir, f"{name}_{difficulty}.keras"))
+with atomic_path(os.path.join(out_dir, f"{name}_{difficulty}.keras")) as tmp:
+    model.save(tmp)
 xt, yt = lra_pathfinder.generate(10000, seed=[778, 2], difficulty=difficulty)
 et = model.evaluate(xt, yt, batch_size=256, verbose=0, return_dict=True)
 rec = {"test_10000": round(et["accuracy"], 4)}
