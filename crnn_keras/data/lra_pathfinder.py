@@ -530,10 +530,13 @@ def generate(
     seed: int | list[int] = 0,
     image_size: int = DEFAULTS["image_size"],
     difficulty: str = DEFAULTS["difficulty"],
+    contour_length: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images `(N, S, S, 1)` uint8 and balanced labels `(N,)` int64, the same bytes for the same seed.
 
     `difficulty` is LRA's contour length: `easy` (6), `intermediate` (9) or `hard` (14).
+    `contour_length` (1 to 14) replaces it, for curricula of shorter paths; distractors follow
+    the original's rule (`20 // (L // 3)` snakes of `L // 3` paddles, at least 1).
     """
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"Unknown difficulty {difficulty!r} for lra_pathfinder; use one of "
@@ -541,7 +544,11 @@ def generate(
     if image_size < 32:
         raise ValueError(f"image_size={image_size} is too small for LRA Pathfinder; use 32 (LRA's Pathfinder-32), "
                          "64, 128 (Path-X) or any size >= 32.")
-    contour_length = DIFFICULTIES[difficulty]
+    if contour_length is None:
+        contour_length = DIFFICULTIES[difficulty]
+    elif (isinstance(contour_length, bool) or not isinstance(contour_length, (int, np.integer))
+          or not 1 <= contour_length <= 14):
+        raise ValueError(f"contour_length={contour_length!r} must be an int from 1 to 14 (LRA uses 6, 9, 14).")
     rng = np.random.default_rng(seed)
     labels = np.arange(num_examples) % 2
     rng.shuffle(labels)

@@ -92,3 +92,19 @@ def test_builtin_spec_and_bad_options():
         load_dataset("builtin:lra_pathfinder?difficulty=medium&train_size=8", "train")
     with pytest.raises(ValueError, match="image_size=16 is too small"):
         lra_pathfinder.generate(4, image_size=16)
+
+
+def test_contour_length_for_curricula():
+    """Shorter paths (a curriculum's first stages) draw fewer target paddles; the distractors
+    follow the original's rule; bad lengths are refused."""
+    targets = {}
+    for length in (2, 6):
+        rng = np.random.default_rng(5)
+        _, parts = lra_pathfinder._generate_chunk(rng, np.arange(200) % 2, 32, length)
+        targets[length] = (parts["targets"] > 0.3).sum((1, 2)).mean()
+    assert 2.0 < targets[6] / targets[2] < 4.5, targets  # 12 paddles against 4 (the tails overlap).
+    easy = lra_pathfinder.generate(6, seed=3, difficulty="easy")
+    np.testing.assert_array_equal(lra_pathfinder.generate(6, seed=3, contour_length=6)[0], easy[0])
+    for bad in (0, 15, 2.0, True):
+        with pytest.raises(ValueError, match="contour_length=.* must be an int from 1 to 14"):
+            lra_pathfinder.generate(4, contour_length=bad)
