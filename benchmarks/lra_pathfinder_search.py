@@ -3,10 +3,11 @@
     python -m benchmarks.lra_pathfinder_search MODEL MINUTES DIFFICULTY
 
 MODEL is one of MODELS, `matched_cnn` or `deep_cnn` (a `+tag` suffix names the run only);
-env LR, BATCH, CHUNK (images per fit call), EST (images the cosine schedule spans), POOLING
-(the C-RNN head's, `avg` or `max`), CURRICULUM=L0:ACC (train from contour length L0, one
+env LR, BATCH, CHUNK (images per fit call), EST (images the cosine schedule spans), STOP (images to stop
+after, if before EST or MINUTES; to repeat a run that MINUTES stopped), POOLING
+(the head's, `avg` or `max`; the CNNs copy it), CURRICULUM=L0:ACC (train from contour length L0, one
 paddle longer each time the accuracy on 2,000 validation images of the current length reaches
-ACC, up to the difficulty's; for every model alike). Logs one
+ACC, or after STAGE_MAX images at that length, up to the difficulty's; for every model alike). Logs one
 JSON line per chunk (images seen, minutes, loss, validation accuracy on 2,000 images) to
 runs/lra_search/MODEL_DIFFICULTY.jsonl, then the accuracy on 10,000 fresh test images and,
 where the file exists, on images of the original generator (LRA_ORIGINAL=path.npz with
@@ -56,7 +57,7 @@ base = name.split("+")[0]
 def build():
     kind = base
     if kind in ("matched_cnn", "deep_cnn"):
-        crnn = CRNNImageClassifier.from_preset("crnn_pathfinder", num_classes=2)
+        crnn = CRNNImageClassifier.from_preset("crnn_pathfinder", num_classes=2, pooling=pooling)
         return cnn_baseline(crnn, depth=4 if kind == "deep_cnn" else 1)
     return CRNNImageClassifier.from_preset("crnn_pathfinder", num_classes=2, pooling=pooling, **MODELS[kind])
 
@@ -73,11 +74,18 @@ out_dir = os.path.join("runs", "lra_search")
 os.makedirs(out_dir, exist_ok=True)
 log = open(os.path.join(out_dir, f"{name}_{difficulty}.jsonl"), "w")
 print(name, model.count_params(), flush=True)
+ENV = ("LR", "BATCH", "CHUNK", "EST", "STOP", "POOLING", "CURRICULUM", "STAGE_MAX")
+config = {"model": name, "minutes": minutes, "difficulty": difficulty, "learning_rate": lr, "batch_size": batch,
+          "chunk": chunk, "schedule_images": est_images, "pooling": pooling, "curriculum": curriculum,
+          "weight_decay": 1e-4, "clipnorm": 1.0, "warmup": 0.03, "optimizer": "adamw", "schedule": "cosine",
+          "env": {k: os.environ[k] for k in ENV if k in os.environ}}
+log.write(json.dumps({"config": config}) + "\n")
 final_length = lra_pathfinder.DIFFICULTIES[difficulty]
 length, advance_at = final_length, 1.0
 if curriculum:
     length, advance_at = int(curriculum.split(":")[0]), float(curriculum.split(":")[1])
 stage_val = {}
+stage_max, at_stage = int(os.environ.get("STAGE_MAX", str(10**12))), 0
 seen, k = 0, 0
 pool = ThreadPoolExecutor(1)  # The next chunk is drawn while this one trains.
 
@@ -87,7 +95,8 @@ def draw(k, length):
 
 
 pending = draw(k, length)
-while (time.time() - t0) / 60 < minutes and seen < est_images:
+stop_images = int(os.environ.get("STOP", est_images))
+while (time.time() - t0) / 60 < minutes and seen < stop_images:
     drawn_length, future = pending
     x, y = future.result() if drawn_length == length else draw(k, length)[1].result()
     k += 1
@@ -103,8 +112,9 @@ while (time.time() - t0) / 60 < minutes and seen < est_images:
             stage_val[length] = lra_pathfinder.generate(2000, seed=[777, 2, length], contour_length=length)
         es = model.evaluate(*stage_val[length], batch_size=256, verbose=0, return_dict=True)
         rec["stage_val"] = round(es["accuracy"], 4)
-        if es["accuracy"] >= advance_at:
-            length += 1
+        at_stage += chunk
+        if es["accuracy"] >= advance_at or at_stage >= stage_max:
+            length, at_stage = length + 1, 0
     print(rec, flush=True)
     log.write(json.dumps(rec) + "\n")
     log.flush()
@@ -114,12 +124,13 @@ with atomic_path(os.path.join(out_dir, f"{name}_{difficulty}.keras")) as tmp:
 # The test split of `builtin:lra_pathfinder?difficulty=...` (the presets' metadata names it).
 xt, yt = builtin.generate("lra_pathfinder", "test", 10000, difficulty=difficulty)
 et = model.evaluate(xt, yt, batch_size=256, verbose=0, return_dict=True)
-rec = {"test_10000": round(et["accuracy"], 4)}
+rec = {"test_10000": round(et["accuracy"], 4), "test_set": f"builtin:lra_pathfinder?difficulty={difficulty} [test]"}
 if os.path.exists(os.environ.get("LRA_ORIGINAL", "")):
     orig = np.load(os.environ["LRA_ORIGINAL"])
     ev = model.evaluate(orig["images"][..., None], orig["labels"], batch_size=256, verbose=0,
                         return_dict=True)
     rec["original_generator"] = round(ev["accuracy"], 4)
+    rec["original_generator_examples"] = len(orig["labels"])
 print(rec, flush=True)
 log.write(json.dumps(rec) + "\n")
 log.flush()

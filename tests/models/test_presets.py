@@ -34,7 +34,14 @@ def test_trained_preset_layout_and_metadata(name):
     model = CRNNImageClassifier.from_preset(name)
     assert meta["parameter_count"] == model.count_params()
     assert meta["num_classes"] == model.num_classes == len(meta["class_names"])
-    assert meta["commands"][0].startswith("crnn-keras train ") and meta["dataset"] in meta["commands"][0]
+    command = meta["commands"][0]
+    if "benchmarks.lra_pathfinder_search" in command:  # Fresh images each step, a curriculum: not `train`'s.
+        difficulty = meta["training_config"]["difficulty"]
+        assert command.endswith(f" {difficulty}") and meta["dataset"].startswith(
+            f"builtin:lra_pathfinder?difficulty={difficulty}&")
+        assert meta["curve"][-1]["seen"] == meta["training_config"]["images_seen"]
+    else:
+        assert command.startswith("crnn-keras train ") and meta["dataset"] in command
     assert 0 < meta["test_accuracy"] <= 1 and meta["test_examples"] > 0
 
 
@@ -57,6 +64,10 @@ def test_rooks_preset_reproduces_its_test_accuracy():
 
 def test_pathfinder_preset_reproduces_its_test_accuracy():
     _reproduces_its_accuracy("crnn_pathfinder_trained")
+
+
+def test_lra_pathfinder_preset_reproduces_its_test_accuracy():
+    _reproduces_its_accuracy("crnn_lra_pathfinder_trained")  # Long Range Arena's Pathfinder-32 (easy).
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="Debian's dataset-fashion-mnist is not installed")
