@@ -18,7 +18,7 @@ def curves(logs: list[str]) -> dict:
         with open(path, encoding="utf-8") as f:
             records = [json.loads(line) for line in f]
         points = [r for r in records if "seen" in r]
-        test = next((r["test_10000"] for r in records if "test_10000" in r), None)
+        test = next((r["test_10000"] for r in reversed(records) if "test_10000" in r), None)  # The latest.
         label = label or path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
         if test is not None:
             label += f" (test {test:.3f})"

@@ -2,7 +2,8 @@
 
     python -m benchmarks.lra_pathfinder_search MODEL MINUTES DIFFICULTY
 
-MODEL is one of MODELS, `matched_cnn` or `deep_cnn` (a `+tag` suffix names the run only);
+MODEL is one of MODELS, `matched_cnn` or `deep_cnn` (matched to the parameters of MODELS[MATCH],
+crnn_pathfinder by default; a `+tag` suffix names the run only);
 env LR, BATCH, CHUNK (images per fit call), EST (images the cosine schedule spans), STOP (images to stop
 after, if before EST or MINUTES; to repeat a run that MINUTES stopped), POOLING
 (the head's, `avg` or `max`; the CNNs copy it), CURRICULUM=L0:ACC (train from contour length L0, one
@@ -50,6 +51,9 @@ MODELS = {  # crnn_pathfinder with other sweeps (architecture overrides of the p
     "deep4": {"sweep": _sweep(units=24, blocks=4, mlp_ratio=1)},
     "iter2": {"sweep": _sweep(passes=2)},
     "rtc": {"sweep": _sweep(order="rows_then_columns")},
+    "mingru": {"sweep": _sweep(cell="mingru")},
+    "mingru4": {"sweep": _sweep(cell="mingru", blocks=4)},
+    "selective": {"sweep": _sweep(cell="selective")},
 }
 base = name.split("+")[0]
 
@@ -57,7 +61,8 @@ base = name.split("+")[0]
 def build():
     kind = base
     if kind in ("matched_cnn", "deep_cnn"):
-        crnn = CRNNImageClassifier.from_preset("crnn_pathfinder", num_classes=2, pooling=pooling)
+        crnn = CRNNImageClassifier.from_preset("crnn_pathfinder", num_classes=2, pooling=pooling,
+                                               **MODELS[os.environ.get("MATCH", "crnn_pathfinder")])
         return cnn_baseline(crnn, depth=4 if kind == "deep_cnn" else 1)
     return CRNNImageClassifier.from_preset("crnn_pathfinder", num_classes=2, pooling=pooling, **MODELS[kind])
 
@@ -74,7 +79,7 @@ out_dir = os.path.join("runs", "lra_search")
 os.makedirs(out_dir, exist_ok=True)
 log = open(os.path.join(out_dir, f"{name}_{difficulty}.jsonl"), "w")
 print(name, model.count_params(), flush=True)
-ENV = ("LR", "BATCH", "CHUNK", "EST", "STOP", "POOLING", "CURRICULUM", "STAGE_MAX")
+ENV = ("LR", "BATCH", "CHUNK", "EST", "STOP", "POOLING", "CURRICULUM", "STAGE_MAX", "MATCH")
 config = {"model": name, "minutes": minutes, "difficulty": difficulty, "learning_rate": lr, "batch_size": batch,
           "chunk": chunk, "schedule_images": est_images, "pooling": pooling, "curriculum": curriculum,
           "weight_decay": 1e-4, "clipnorm": 1.0, "warmup": 0.03, "optimizer": "adamw", "schedule": "cosine",
